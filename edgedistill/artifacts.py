@@ -1,0 +1,106 @@
+"""What a model artifact on disk is, shared by export (writes), bench and eval (read).
+
+Layout written by ``edgedistill export``: one directory per artifact, e.g.
+``artifacts/student-gguf-q4_k_m/`` holding the runtime's files plus ``manifest.json`` whose
+``format`` says which runtime loads it. Bench and eval also accept a bare ``.gguf`` file and a Hugging
+Face model directory (the PyTorch baseline).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgedistill.errors import EdgeDistillError
+
+# format name -> runtime name (see edgedistill.runtimes)
+FORMAT_RUNTIME = {
+    "hf": "torch",
+    "onnx": "onnxruntime",
+    "ort-genai": "ort-genai",
+    "gguf": "llama.cpp",
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A loadable model on disk."""
+
+    path: Path
+    """The artifact directory (or the .gguf file itself when given bare)."""
+    format: str
+    """One of FORMAT_RUNTIME's keys."""
+    main_file: Path
+    """The file the runtime opens (model.gguf, model.onnx, genai_config.json, config.json)."""
+    manifest: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def runtime(self) -> str:
+        return FORMAT_RUNTIME[self.format]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path.is_file() else self.path.name
+
+    def size_bytes(self) -> int:
+        if self.path.is_file():
+            return self.path.stat().st_size
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+def detect_artifact(path: str | Path) -> Artifact:
+    """Work out what ``path`` is; a clear error when it is none of the known kinds."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise EdgeDistillError(f"artifact {p} does not exist")
+    if p.is_file():
+        if p.suffix == ".gguf":
+            _check_gguf_magic(p)
+            return Artifact(p, "gguf", p)
+        if p.suffix == ".onnx":
+            return Artifact(p.parent, "onnx", p)
+        raise EdgeDistillError(f"artifact {p}: unknown file type (expected .gguf, .onnx or a directory)")
+    manifest = {}
+    if (p / "manifest.json").exists():
+        try:
+            manifest = json.loads((p / "manifest.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise EdgeDistillError(f"{p / 'manifest.json'}: corrupt manifest ({exc})") from None
+    fmt = manifest.get("format")
+    if fmt is None:
+        if (p / "genai_config.json").exists():
+            fmt = "ort-genai"
+        elif list(p.glob("*.gguf")):
+            fmt = "gguf"
+        elif list(p.glob("*.onnx")):
+            fmt = "onnx"
+        elif (p / "config.json").exists():
+            fmt = "hf"
+        else:
+            raise EdgeDistillError(
+                f"artifact {p}: no manifest.json, model files or config.json found; "
+                "give an export directory, a .gguf file or a Hugging Face model directory"
+            )
+    if fmt not in FORMAT_RUNTIME:
+        raise EdgeDistillError(f"artifact {p}: unknown format {fmt!r}; known: {', '.join(FORMAT_RUNTIME)}")
+    main = _main_file(p, fmt)
+    if fmt == "gguf":
+        _check_gguf_magic(main)
+    return Artifact(p, fmt, main, manifest)
+
+
+def _main_file(p: Path, fmt: str) -> Path:
+    patterns = {"gguf": "*.gguf", "onnx": "*.onnx", "ort-genai": "genai_config.json", "hf": "config.json"}
+    found = sorted(p.glob(patterns[fmt]))
+    if fmt == "onnx":  # prefer the merged decoder optimum writes
+        found.sort(key=lambda f: (f.name != "model.onnx", f.name))
+    if not found:
+        raise EdgeDistillError(f"artifact {p} ({fmt}) has no {patterns[fmt]} file; it is incomplete")
+    return found[0]
+
+
+def _check_gguf_magic(f: Path) -> None:
+    with open(f, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise EdgeDistillError(f"{f} is not a GGUF file (bad magic); it may be corrupt or truncated")

@@ -1,0 +1,67 @@
+"""One registry style for everything pluggable: architectures, quant types, losses, tasks, runtimes,
+teachers and transports.
+
+    LOSSES = Registry("loss")
+
+    @LOSSES.register("forward_kl")
+    def forward_kl(...): ...
+
+    LOSSES.get("forward_kl")      # -> the function
+    LOSSES.get("nope")            # -> EdgeDistillError listing the valid names
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+from edgedistill.errors import EdgeDistillError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A name -> object table with clear errors for unknown names."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
+        """Register ``obj`` under ``name``; used bare or as a decorator."""
+        if obj is not None:
+            self._add(name, obj)
+            return obj
+
+        def deco(o: T) -> T:
+            self._add(name, o)
+            return o
+
+        return deco
+
+    def _add(self, name: str, obj: T) -> None:
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} registered twice")
+        self._items[name] = obj
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise EdgeDistillError(
+                f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._items.items())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
