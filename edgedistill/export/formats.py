@@ -1,0 +1,70 @@
+"""The contract between the export orchestrator and each export format.
+
+A format (``onnx``, ``ort-genai``, ``gguf``) is a subclass of :class:`ExportFormat` registered in
+:data:`FORMATS`; its quantization types are :class:`QuantSpec` entries carrying the verification
+thresholds that an artifact of that type must meet. The orchestrator (``edgedistill.export.run``)
+builds each artifact inside an ``atomic_dir``, verifies it through ``edgedistill.runtimes`` and writes
+the manifest; a format only knows how to write its files.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgedistill.registry import Registry
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """One quantization type of one format, with the thresholds its verification must meet."""
+
+    name: str
+    """As the user types it: fp32, fp16, int8, int4, f16, bf16, q8_0, q4_k_m, ..."""
+    bits_per_weight: float
+    """Average stored bits per weight (for size estimates in target-aware export)."""
+    max_kl: float
+    """Largest allowed mean KL(torch || artifact) of next-token distributions over the prompt set."""
+    min_greedy_match: float
+    """Smallest allowed share of greedy tokens equal to the PyTorch model's (0..1)."""
+    max_abs_logit_diff: float | None = None
+    """Largest allowed max |logit difference|; None when only KL/greedy are meaningful (quantized)."""
+    description: str = ""
+
+
+@dataclass
+class ExportOptions:
+    """Options a format may use; every format ignores what does not apply to it."""
+
+    int4_block_size: int = field(default=32, metadata={"help": "Block size of weight-only int4 (MatMulNBits)."})
+    int4_accuracy_level: int = field(
+        default=0, metadata={"help": "MatMulNBits accuracy_level (0 = fp32 compute; 4 = int8 compute, faster, less exact)."}
+    )
+    imatrix: Path | None = field(default=None, metadata={"help": "llama.cpp importance matrix file for K-quants."})
+    opset: int | None = field(default=None, metadata={"help": "ONNX opset (None: exporter default)."})
+
+
+class ExportFormat(ABC):
+    """Writes one kind of artifact. Subclasses set ``name``, ``quants`` and ``supported_architectures``."""
+
+    name: str = ""
+    quants: dict[str, QuantSpec] = {}
+    supported_architectures: tuple[str, ...] = ()
+    """HF ``config.model_type`` values this format can export."""
+
+    @abstractmethod
+    def write(self, model_dir: Path, out_dir: Path, quant: str, options: ExportOptions) -> dict[str, Any]:
+        """Write the artifact's files into ``out_dir`` (a fresh temporary directory).
+
+        Must leave ``out_dir`` loadable by this format's runtime (``edgedistill.runtimes``), including the
+        tokenizer/config files the runtime needs. Returns extra manifest fields (e.g. tool versions).
+        """
+
+    def describe(self, artifact_dir: Path) -> dict[str, Any]:
+        """File-level metadata for ``edgedistill inspect`` (GGUF key-values, ONNX opset/inputs...)."""
+        return {}
+
+
+FORMATS: Registry[ExportFormat] = Registry("export format")
