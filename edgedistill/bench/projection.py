@@ -1,0 +1,226 @@
+"""Speed ceilings from a device's memory bandwidth and arithmetic peak ("projected" figures).
+
+Decode of one token reads every weight once plus the KV cache so far, so its ceiling is
+``bandwidth / bytes_per_token``. Prefill is compute-bound: about ``2 x params`` FLOPs per token
+(multiply-add per weight; attention's own FLOPs are left out, small at these context lengths), so its
+ceiling is ``peak_flops / (2 x params)``. Both are upper bounds: real runtimes reach a fraction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from edgedistill.artifacts import Artifact
+from edgedistill.targets import TargetProfile, kv_cache_bytes
+
+# bytes per stored KV value by format: llama.cpp keeps an f16 cache; the ONNX/ORT/PyTorch paths here
+# run fp32 on CPU.
+KV_BYTES = {"gguf": 2, "onnx": 4, "ort-genai": 4, "hf": 4}
+
+
+@dataclass
+class ModelShape:
+    params: int
+    """All weights (estimated from the config where the file does not say)."""
+    weight_bytes: int
+    """Bytes of weights as stored in the artifact."""
+    bytes_read_per_token: int
+    """Weight bytes a decode step reads: all of them but an untied input embedding (one row)."""
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    kv_bytes_per_value: float
+    source: str
+
+    def kv_cache_bytes(self, context: int) -> int:
+        return kv_cache_bytes(self.num_layers, self.num_kv_heads, self.head_dim, context, self.kv_bytes_per_value)
+
+
+def _params_from_config(c: dict) -> tuple[int, int]:
+    """(all params, input-embedding params if untied else 0) of a decoder-only transformer config."""
+    h, v = c["hidden_size"], c["vocab_size"]
+    nh = c["num_attention_heads"]
+    nkv = c.get("num_key_value_heads") or nh
+    hd = c.get("head_dim") or h // nh
+    inter = c.get("intermediate_size") or 4 * h
+    per_layer = h * nh * hd * 2 + 2 * h * nkv * hd + 3 * h * inter + 2 * h
+    tied = c.get("tie_word_embeddings", False)
+    total = per_layer * c["num_hidden_layers"] + v * h * (1 if tied else 2) + h
+    return total, 0 if tied else v * h
+
+
+def _onnx_embedding_bytes(model_file) -> int | None:
+    """Stored bytes of the input-embedding table of an ONNX decoder: the initializer a Gather reads.
+
+    Weight-only int4 (MatMulNBits) leaves it in float, so the average bytes per parameter would
+    undercount it badly.
+    """
+    try:
+        import onnx
+        from onnx.helper import tensor_dtype_to_np_dtype
+
+        m = onnx.load(str(model_file), load_external_data=False)
+    except Exception:
+        return None
+    inits = {i.name: i for i in m.graph.initializer}
+    for node in m.graph.node:
+        if node.op_type in ("Gather", "GatherBlockQuantized") and node.input and node.input[0] in inits:
+            t = inits[node.input[0]]
+            n = 1
+            for d in t.dims:
+                n *= d
+            return n * tensor_dtype_to_np_dtype(t.data_type).itemsize
+    return None
+
+
+def model_shape(artifact: Artifact) -> ModelShape:
+    """Parameter count, weight bytes and KV geometry of an artifact (GGUF: from its tensors)."""
+    fmt = artifact.format
+    if fmt == "gguf":
+        return _gguf_shape(artifact)
+    cfg_file = artifact.path / "config.json" if artifact.path.is_dir() else None
+    cfg = json.loads(cfg_file.read_text()) if cfg_file and cfg_file.exists() else None
+    if cfg is None and (artifact.path / "genai_config.json").exists():
+        d = json.loads((artifact.path / "genai_config.json").read_text())["model"]["decoder"]
+        cfg = {"hidden_size": d["hidden_size"], "num_attention_heads": d["num_attention_heads"],
+               "num_key_value_heads": d.get("num_key_value_heads"), "head_dim": d.get("head_size"),
+               "num_hidden_layers": d["num_hidden_layers"], "vocab_size": json.loads(
+                   (artifact.path / "genai_config.json").read_text())["model"]["vocab_size"]}
+    if cfg is None:
+        from edgedistill.errors import EdgeDistillError
+
+        raise EdgeDistillError(f"artifact {artifact.path}: no config.json to read the model's shape from")
+    cfg = cfg.get("text_config", cfg)
+    params, embed = _params_from_config(cfg)
+    nh = cfg["num_attention_heads"]
+    weights = sum(p.stat().st_size for p in artifact.path.rglob("*")
+                  if p.suffix in (".safetensors", ".bin", ".onnx", ".data", ".onnx_data") or p.name.endswith(".onnx.data"))
+    weights = weights or artifact.size_bytes()
+    embed_bytes = embed * weights / params  # average bytes per parameter, unless the graph says better
+    if embed and fmt == "onnx":
+        embed_bytes = _onnx_embedding_bytes(artifact.main_file) or embed_bytes
+    return ModelShape(
+        params=params, weight_bytes=weights,
+        bytes_read_per_token=int(weights - embed_bytes),
+        num_layers=cfg["num_hidden_layers"], num_kv_heads=cfg.get("num_key_value_heads") or nh,
+        head_dim=cfg.get("head_dim") or cfg["hidden_size"] // nh,
+        kv_bytes_per_value=KV_BYTES[fmt], source="config.json (parameter count estimated from it)",
+    )
+
+
+_GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def read_gguf_header(path) -> tuple[dict, list[tuple[str, int, int]]]:
+    """(metadata without arrays, [(tensor name, n_elements, ggml type)]) of a GGUF file.
+
+    A small reader of the header only: gguf-py's GGUFReader parses every array element (a 262k-token
+    vocabulary takes most of a minute on a busy 2-core machine); arrays are skipped here.
+    """
+    import struct
+
+    def scalar(fh, t):
+        fmt = _GGUF_SCALAR[t]
+        return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
+
+    def string(fh):
+        (n,) = struct.unpack("<Q", fh.read(8))
+        return fh.read(n).decode("utf-8", "replace")
+
+    def value(fh, t):
+        if t == 8:
+            return string(fh)
+        if t == 9:
+            (et,) = struct.unpack("<I", fh.read(4))
+            (count,) = struct.unpack("<Q", fh.read(8))
+            if et == 8:
+                for _ in range(count):
+                    (n,) = struct.unpack("<Q", fh.read(8))
+                    fh.seek(n, 1)
+            elif et == 9:
+                for _ in range(count):
+                    value(fh, 9)
+            else:
+                fh.seek(struct.calcsize(_GGUF_SCALAR[et]) * count, 1)
+            return None
+        return scalar(fh, t)
+
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ValueError("bad GGUF magic")
+        _version, n_tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
+        meta = {}
+        for _ in range(n_kv):
+            key = string(fh)
+            (t,) = struct.unpack("<I", fh.read(4))
+            meta[key] = value(fh, t)
+        tensors = []
+        for _ in range(n_tensors):
+            name = string(fh)
+            (nd,) = struct.unpack("<I", fh.read(4))
+            dims = struct.unpack(f"<{nd}Q", fh.read(8 * nd))
+            gtype, _offset = struct.unpack("<IQ", fh.read(12))
+            n = 1
+            for d in dims:
+                n *= d
+            tensors.append((name, n, gtype))
+    return meta, tensors
+
+
+def _gguf_shape(artifact: Artifact) -> ModelShape:
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    meta, tensors = read_gguf_header(artifact.main_file)
+
+    def nbytes(n, gtype):
+        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(gtype)]
+        return n // block * size
+
+    arch = meta["general.architecture"]
+    params = sum(n for _, n, _ in tensors)
+    sizes = {name: nbytes(n, t) for name, n, t in tensors}
+    weights = sum(sizes.values())
+    untied_embed = sizes["token_embd.weight"] if "output.weight" in sizes and "token_embd.weight" in sizes else 0
+    nh = meta[f"{arch}.attention.head_count"]
+    nkv = meta.get(f"{arch}.attention.head_count_kv") or nh
+    hd = meta.get(f"{arch}.attention.key_length") or meta[f"{arch}.embedding_length"] // nh
+    return ModelShape(
+        params=params, weight_bytes=weights, bytes_read_per_token=weights - untied_embed,
+        num_layers=meta[f"{arch}.block_count"], num_kv_heads=nkv, head_dim=hd,
+        kv_bytes_per_value=KV_BYTES["gguf"], source="GGUF tensor table and metadata",
+    )
+
+
+@dataclass
+class Projection:
+    target: str
+    context_length: int
+    bytes_per_token: int
+    decode_ceiling_tps: float | None
+    prefill_ceiling_tps: float | None
+    kv_cache_mb: float
+    label: str = "projected"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def project(shape: ModelShape, target: TargetProfile, context: int | None = None) -> Projection:
+    """Ceilings on ``target`` with the KV cache filled to ``context`` (default: the profile's context)."""
+    context = context or target.context_length
+    kv = shape.kv_cache_bytes(context)
+    per_token = shape.bytes_read_per_token + kv
+    bw = target.memory_bandwidth_gbs
+    gf = target.peak_gflops
+    return Projection(
+        target=target.name, context_length=context, bytes_per_token=per_token,
+        decode_ceiling_tps=bw * 1e9 / per_token if bw else None,
+        prefill_ceiling_tps=gf * 1e9 / (2 * shape.params) if gf else None,
+        kv_cache_mb=kv / 2**20,
+    )
+
+
+def static_fit(shape: ModelShape, target: TargetProfile, artifact_bytes: int):
+    """The static check: artifact size + KV cache at the profile's context + runtime overhead."""
+    return target.fit_check(max(artifact_bytes, shape.weight_bytes), shape.kv_cache_bytes(target.context_length))

@@ -1,0 +1,23 @@
+"""Export a model to edge formats, each artifact verified against PyTorch and described by a manifest.
+
+    from edgedistill.export import ExportConfig, export
+    result = export(ExportConfig(model="student/", artifacts=["gguf:q4_k_m", "onnx:int4"]))
+
+Importing this package registers the built-in formats in :data:`FORMATS` (``onnx``, ``ort-genai``,
+``gguf``). Their third-party packages (optimum, onnx, onnxruntime-genai's builder, gguf) are core
+dependencies, so a failing import here is a real error and is not hidden; only the runtimes that
+*load* artifacts (llama-cpp-python) are optional, and they are imported when used.
+"""
+
+from __future__ import annotations
+
+from edgedistill.export.formats import FORMATS, ExportFormat, ExportOptions, QuantSpec
+from edgedistill.export.run import ArtifactResult, ExportConfig, ExportResult, export
+
+# Imported for their side effect: each registers its format in FORMATS.
+from edgedistill.export import gguf, onnx_format, ortgenai_format  # noqa: E402,F401
+
+__all__ = [
+    "FORMATS", "ExportFormat", "ExportOptions", "QuantSpec",
+    "ExportConfig", "ExportResult", "ArtifactResult", "export",
+]

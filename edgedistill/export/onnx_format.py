@@ -1,0 +1,361 @@
+"""The ``onnx`` export format: optimum's ONNX exporter, then onnxruntime's quantizers.
+
+What the artifact directory holds (loadable as it is by ``optimum.onnxruntime.ORTModelForCausalLM``
+and by :class:`edgedistill.runtimes.onnx_runtime.OnnxRuntime`):
+
+* ``model.onnx`` - one decoder graph with KV cache (optimum task ``text-generation-with-past``):
+  inputs ``input_ids``, ``attention_mask``, ``position_ids`` (not for every architecture),
+  ``past_key_values.N.key/value``; outputs ``logits``, ``present.N.key/value``;
+* ``model.onnx_data`` - the weights, only when they do not fit in one 2 GB protobuf;
+* ``config.json``, ``generation_config.json`` and the tokenizer files, copied by optimum.
+
+Quantization types:
+
+* ``fp32`` - the exporter's graph as it is.
+* ``fp16`` - the fp32 export converted by ``onnxruntime.transformers.float16`` with float32
+  inputs/outputs kept: float16 weights and compute inside, float32 ``logits`` and KV cache at the
+  graph boundary; onnxruntime's CPU provider runs it (checked by the tests). optimum's own
+  ``dtype=fp16`` export is not used: its Gemma 3 graph fails at the second decoding step.
+* ``int8`` - ``onnxruntime.quantization.quantize_dynamic``: per-channel symmetric int8 weights of
+  every MatMul with a constant weight, activations quantized on the fly (DynamicQuantizeMatMul /
+  MatMulInteger). Attention score MatMuls stay float.
+* ``int4`` - weight-only block-wise int4 (``MatMulNBits``, ``MatMulNBitsQuantizer``), block size
+  ``options.int4_block_size``, compute precision ``options.int4_accuracy_level``.
+
+Thresholds are measured, see docs/export-onnx.md and benchmarks/onnx_quant_figures.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edgedistill.errors import EdgeDistillError
+from edgedistill.export.formats import FORMATS, ExportFormat, ExportOptions, QuantSpec
+
+TASK = "text-generation-with-past"
+MODEL_FILE = "model.onnx"
+EXTERNAL_DATA_FILE = "model.onnx_data"
+#: Weights above this many bytes go to model.onnx_data (protobuf cannot hold more than 2 GiB).
+EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000
+VALID_INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)
+VALID_ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+
+# Thresholds: measured on the tiny test models (5 architectures) and a ~112M-parameter llama
+# (benchmarks/results/onnx_quant_figures.json), then set with margin; docs/export-onnx.md has the figures.
+ONNX_QUANTS: dict[str, QuantSpec] = {
+    "fp32": QuantSpec(
+        "fp32", 32.0, max_kl=1e-4, min_greedy_match=0.95, max_abs_logit_diff=1e-2,
+        description="float32 graph as exported; matches PyTorch to rounding (measured KL < 1e-7).",
+    ),
+    "fp16": QuantSpec(
+        "fp16", 16.0, max_kl=3e-2, min_greedy_match=0.85, max_abs_logit_diff=None,
+        description="float16 weights and compute, float32 inputs/outputs (logits, KV cache); CPU provider.",
+    ),
+    "int8": QuantSpec(
+        "int8", 8.0, max_kl=0.15, min_greedy_match=0.5, max_abs_logit_diff=None,
+        description="dynamic int8: per-channel int8 MatMul weights, activations quantized at run time.",
+        # Activation scales are per tensor, so a prompt run (many tokens) and a decoding step (one)
+        # quantize differently: streamed tokens and the full pass disagree more than for weight-only.
+        min_stream_consistency=0.3,
+    ),
+    "int4": QuantSpec(
+        "int4", 5.0, max_kl=0.5, min_greedy_match=0.25, max_abs_logit_diff=None,
+        # 5.0 = 4 bits + one fp32 scale per 32-weight block; the embedding table stays fp32 on top.
+        description="weight-only block-wise int4 (MatMulNBits); embeddings stay float32.",
+    ),
+}
+
+
+def model_type_of(model_dir: Path) -> str:
+    cfg = Path(model_dir) / "config.json"
+    try:
+        return json.loads(cfg.read_text()).get("model_type", "")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgeDistillError(f"{cfg}: cannot read the model config ({exc})") from None
+
+
+def check_architecture(fmt: ExportFormat, model_dir: Path) -> str:
+    """The model's ``model_type``; a clear error when ``fmt`` cannot export it."""
+    model_type = model_type_of(model_dir)
+    if model_type not in fmt.supported_architectures:
+        raise EdgeDistillError(
+            f"format {fmt.name!r} cannot export architecture {model_type!r} ({Path(model_dir) / 'config.json'}); "
+            f"supported: {', '.join(fmt.supported_architectures)}",
+            hint="export another format (see `edgedistill export --help`) or use a supported student architecture",
+        )
+    return model_type
+
+
+def check_quant_options(fmt: ExportFormat, quant: str, options: ExportOptions) -> None:
+    if quant not in fmt.quants:
+        raise EdgeDistillError(
+            f"quantization {quant!r} is not available for format {fmt.name}; valid: {', '.join(fmt.quants)}"
+        )
+    if options.int4_block_size not in VALID_INT4_BLOCK_SIZES:
+        raise EdgeDistillError(
+            f"options.int4_block_size = {options.int4_block_size} is not supported; "
+            f"valid: {', '.join(map(str, VALID_INT4_BLOCK_SIZES))}"
+        )
+    if options.int4_accuracy_level not in VALID_ACCURACY_LEVELS:
+        raise EdgeDistillError(
+            f"options.int4_accuracy_level = {options.int4_accuracy_level} is not supported; valid: 0 (fp32 compute), "
+            "1 (fp32), 2 (fp16), 3 (bf16), 4 (int8 compute)"
+        )
+
+
+class OnnxFormat(ExportFormat):
+    name = "onnx"
+    quants = ONNX_QUANTS
+    # Each exported, checked with onnx.checker, loaded in onnxruntime and compared with PyTorch
+    # (tests/test_export_onnx.py).
+    supported_architectures = ("gemma3_text", "llama", "phi3", "qwen2", "qwen3")
+
+    def write(self, model_dir: Path, out_dir: Path, quant: str, options: ExportOptions) -> dict[str, Any]:
+        model_dir, out_dir = Path(model_dir), Path(out_dir)
+        check_quant_options(self, quant, options)
+        check_architecture(self, model_dir)
+        info: dict[str, Any] = {"exporter": _versions(), "task": TASK}
+        if quant == "fp32":
+            _optimum_export(model_dir, out_dir, "fp32", options)
+            _normalise_external_data(out_dir / MODEL_FILE)
+        else:
+            stage = out_dir / ".fp32-export"  # inside the atomic temp dir: removed with it on failure
+            _optimum_export(model_dir, stage, "fp32", options)
+            for f in stage.iterdir():  # config, tokenizer, generation config
+                if f.suffix != ".onnx" and not f.name.startswith(EXTERNAL_DATA_FILE) and f.is_file():
+                    shutil.copy2(f, out_dir / f.name)
+            if quant == "fp16":
+                _convert_fp16(stage / MODEL_FILE, out_dir / MODEL_FILE)
+                info["quantization"] = {"method": "onnxruntime.transformers.float16", "keep_io_types": True}
+            elif quant == "int8":
+                _quantize_int8(stage / MODEL_FILE, out_dir / MODEL_FILE)
+                info["quantization"] = {"method": "quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
+                                        "op_types": ["MatMul"]}
+            else:
+                _quantize_int4(stage / MODEL_FILE, out_dir / MODEL_FILE, options)
+                info["quantization"] = {"method": "MatMulNBits", "bits": 4, "block_size": options.int4_block_size,
+                                        "accuracy_level": options.int4_accuracy_level, "symmetric": True}
+            shutil.rmtree(stage)
+        info["opset"] = _opset(out_dir / MODEL_FILE)
+        return info
+
+    def describe(self, artifact_dir: Path) -> dict[str, Any]:
+        artifact_dir = Path(artifact_dir)
+        main = artifact_dir if artifact_dir.is_file() else artifact_dir / MODEL_FILE
+        if not main.exists():
+            found = sorted(artifact_dir.glob("*.onnx"))
+            if not found:
+                raise EdgeDistillError(f"{artifact_dir} holds no .onnx file")
+            main = found[0]
+        return describe_onnx_file(main)
+
+
+# -- export and quantization steps -------------------------------------------------------------------
+
+
+def _optimum_export(model_dir: Path, out_dir: Path, dtype: str, options: ExportOptions) -> None:
+    try:
+        from optimum.exporters.onnx import main_export
+    except ImportError:
+        raise EdgeDistillError("the onnx format needs optimum-onnx", hint="pip install 'optimum-onnx>=0.1.0'") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's tracer warns on every data-dependent branch
+        try:
+            main_export(
+                str(model_dir),
+                output=str(out_dir),
+                task=TASK,
+                opset=options.opset,
+                device="cpu",
+                dtype=dtype,
+                do_validation=False,  # edgedistill verifies every artifact against PyTorch itself
+                local_files_only=True,
+                library_name="transformers",
+            )
+        except EdgeDistillError:
+            raise
+        except Exception as exc:  # optimum raises ValueError/KeyError/RuntimeError for unsupported models
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgeDistillError(f"optimum's ONNX export of {model_dir} ({dtype}) failed: {first}") from exc
+    if not (out_dir / MODEL_FILE).exists():
+        raise EdgeDistillError(f"optimum's ONNX export wrote no {MODEL_FILE} into {out_dir}")
+
+
+def _convert_fp16(src: Path, dst: Path) -> None:
+    """float32 graph -> float16 weights and compute, float32 inputs/outputs.
+
+    Not optimum's own ``dtype=fp16`` export: for Gemma 3 it declares fp16 KV-cache outputs that
+    onnxruntime computes in float32, so the second decoding step fails on a type mismatch.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    # Given a path, the converter runs shape inference on the file (works above 2 GB too).
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    model = convert_float_to_float16(str(src), keep_io_types=True)
+    # The converter appends its input Casts at the end of the node list; onnxruntime does not mind,
+    # onnx.checker (and other runtimes) require topological order.
+    wrapped = ONNXModel(model)
+    wrapped.topological_sort()
+    _save(wrapped.model, dst)
+
+
+def _quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    big = _weights_bytes(src) > EXTERNAL_DATA_THRESHOLD_BYTES
+    logging.disable(logging.WARNING)  # its root-logger advice to run pre-processing (meant for CNNs)
+    try:
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            use_external_data_format=big,
+            extra_options={"MatMulConstBOnly": True},  # only weight MatMuls, not Q@K^T / P@V
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+    _normalise_external_data(dst)
+
+
+def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(src))  # with its external data, if any
+    quantizer = MatMulNBitsQuantizer(
+        model,
+        bits=4,
+        block_size=options.int4_block_size,
+        is_symmetric=True,
+        accuracy_level=options.int4_accuracy_level or None,
+        op_types_to_quantize=("MatMul",),
+    )
+    quantizer.process()
+    _save(quantizer.model.model, dst)
+
+
+def _weights_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file() and
+               (f == path or f.name.startswith(path.name + "_data") or f.name.startswith(path.name + ".data")))
+
+
+def _save(model, dst: Path) -> None:
+    """Save inline when small, else with every weight in ``model.onnx_data`` next to it."""
+    import onnx
+
+    # per-tensor sizes: one ByteSize() of a >2 GiB ModelProto is not reliable
+    big = sum(t.ByteSize() for t in model.graph.initializer) > EXTERNAL_DATA_THRESHOLD_BYTES or not _inline(model)
+    for stale in (dst, dst.parent / EXTERNAL_DATA_FILE):
+        if stale.exists():
+            stale.unlink()
+    if big:
+        onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=EXTERNAL_DATA_FILE, size_threshold=1024)
+    else:
+        onnx.save_model(model, str(dst))
+
+
+def _inline(model) -> bool:
+    """True when no initializer refers to external data (ByteSize is then the real size)."""
+    from onnx.external_data_helper import uses_external_data
+
+    return not any(uses_external_data(t) for t in model.graph.initializer)
+
+
+def _normalise_external_data(path: Path) -> None:
+    """One layout for every artifact: weights inline below the threshold, else in ``model.onnx_data``.
+
+    optimum names its data file ``model.onnx_data`` and onnxruntime's quantizers ``model.onnx.data``;
+    bench and inspect count and hash files by name, so it is rewritten when it differs.
+    """
+    import onnx
+
+    data_files = [f for f in path.parent.iterdir() if f.is_file() and f != path and f.name.startswith(path.name)]
+    size = _weights_bytes(path)
+    wants_external = size > EXTERNAL_DATA_THRESHOLD_BYTES
+    has_expected = [f.name for f in data_files] == [EXTERNAL_DATA_FILE]
+    if (wants_external and has_expected) or (not wants_external and not data_files):
+        return
+    model = onnx.load(str(path))
+    _save(model, path)
+    for f in data_files:
+        if f.exists() and f.name != EXTERNAL_DATA_FILE:
+            f.unlink()
+
+
+def _opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("optimum-onnx", "optimum", "onnx", "onnxruntime", "torch", "transformers"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+# -- describe -------------------------------------------------------------------------------------------
+
+
+def describe_onnx_file(path: Path) -> dict[str, Any]:
+    """Opset, IR version, graph inputs/outputs, op-type counts, quantization attributes and file sizes."""
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise EdgeDistillError(f"{path}: not a readable ONNX model ({exc})") from None
+
+    def value_info(v) -> dict:
+        t = v.type.tensor_type
+        dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+        return {"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims}
+
+    ops = collections.Counter(
+        (n.domain + "." if n.domain not in ("", "ai.onnx") else "") + n.op_type for n in model.graph.node
+    )
+    nbits = collections.Counter()
+    for n in model.graph.node:
+        if n.op_type == "MatMulNBits":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+            nbits[(attrs.get("bits", 4), attrs.get("block_size"), attrs.get("accuracy_level", 0))] += 1
+    files = {f.name: f.stat().st_size for f in sorted(path.parent.iterdir()) if f.is_file()}
+    return {
+        "file": path.name,
+        "ir_version": model.ir_version,
+        "opsets": {(o.domain or "ai.onnx"): o.version for o in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [value_info(v) for v in model.graph.input],
+        "outputs": [value_info(v) for v in model.graph.output],
+        "op_types": dict(ops.most_common()),
+        "node_count": len(model.graph.node),
+        "initializers": len(model.graph.initializer),
+        "matmulnbits": [
+            {"bits": b, "block_size": bs, "accuracy_level": acc, "count": c} for (b, bs, acc), c in sorted(nbits.items())
+        ],
+        "external_data": sorted(n for n in files if n != path.name and n.startswith(path.name)),
+        "files": files,
+        "total_bytes": sum(files.values()),
+    }
+
+
+FORMATS.register("onnx", OnnxFormat())

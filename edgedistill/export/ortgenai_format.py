@@ -1,0 +1,149 @@
+"""The ``ort-genai`` export format: onnxruntime-genai's model builder, for its CPU provider.
+
+The builder (``python -m onnxruntime_genai.models.builder``) writes a graph built for ORT's fused
+operators (GroupQueryAttention, SkipSimplifiedLayerNormalization, MatMulNBits), ``genai_config.json``
+and the tokenizer files; ``onnxruntime_genai.Model(dir)`` loads the directory as it is, on a desktop
+or through ORT's Android / iOS packages. It runs in a subprocess: the builder prints a lot, holds the
+whole model in memory, and a crash in it must not take the export run down with it.
+
+Quantization types (all for ``-e cpu``):
+
+* ``fp32`` - float32 weights and activations.
+* ``int8`` - weight-only block-wise int8 (MatMulNBits bits=8).
+* ``int4`` - weight-only block-wise int4 (MatMulNBits bits=4); for a model with tied embeddings the
+  embedding table is shared with the LM head and quantized too (the builder's default).
+
+For both weight-only types the block size is ``options.int4_block_size`` and the compute precision
+``options.int4_accuracy_level`` (0 = float32; the builder's own CPU default would be 4 = int8 compute,
+which is faster and less exact - see docs/export-onnx.md for the measured difference).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgedistill.errors import EdgeDistillError
+from edgedistill.export.formats import FORMATS, ExportFormat, ExportOptions, QuantSpec
+from edgedistill.export.onnx_format import check_architecture, check_quant_options, describe_onnx_file, model_type_of
+
+# Thresholds measured like the onnx format's (benchmarks/onnx_quant_figures.py, docs/export-onnx.md).
+ORTGENAI_QUANTS: dict[str, QuantSpec] = {
+    "fp32": QuantSpec(
+        "fp32", 32.0, max_kl=1e-4, min_greedy_match=0.95, max_abs_logit_diff=1e-2,
+        description="float32; fused ORT operators, matches PyTorch to rounding.",
+    ),
+    "int8": QuantSpec(
+        "int8", 9.0, max_kl=1e-2, min_greedy_match=0.8, max_abs_logit_diff=None,
+        description="weight-only block-wise int8 (MatMulNBits bits=8).",
+    ),
+    "int4": QuantSpec(
+        "int4", 5.0, max_kl=0.5, min_greedy_match=0.25, max_abs_logit_diff=None,
+        description="weight-only block-wise int4 (MatMulNBits bits=4).",
+    ),
+}
+
+#: Seconds after which a hung builder is stopped.
+BUILDER_TIMEOUT_S = 6 * 3600
+
+
+class OrtGenaiFormat(ExportFormat):
+    name = "ort-genai"
+    quants = ORTGENAI_QUANTS
+    # Each built, loaded by onnxruntime_genai.Model and compared with PyTorch on the tiny models
+    # (tests/test_export_ortgenai.py).
+    supported_architectures = ("gemma3_text", "llama", "phi3", "qwen2", "qwen3")
+
+    def write(self, model_dir: Path, out_dir: Path, quant: str, options: ExportOptions) -> dict[str, Any]:
+        model_dir, out_dir = Path(model_dir), Path(out_dir)
+        check_quant_options(self, quant, options)
+        check_architecture(self, model_dir)
+        extra = []
+        if quant in ("int4", "int8"):
+            extra += [f"block_size={options.int4_block_size}", f"accuracy_level={options.int4_accuracy_level}"]
+            if quant == "int8":
+                # Builder 0.15 writes a dangling lm_head weight name (weight_Q4) for int8 with shared
+                # embeddings, which it turns on for tied models (Gemma 3); keeping the LM head as its own
+                # int8 matrix avoids it. For untied models this is the builder's default anyway.
+                extra.append("shared_embeddings=false")
+        # The builder's scratch space lives inside the (atomic, temporary) output directory, so a killed
+        # export leaves nothing outside it; it is removed before the artifact is verified.
+        cache = out_dir / ".builder-cache"
+        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(model_dir), "-o", str(out_dir),
+               "-p", quant, "-e", "cpu", "-c", str(cache)]
+        if extra:
+            cmd += ["--extra_options", *extra]
+        try:
+            _run_builder(cmd, model_dir, quant)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        for needed in ("genai_config.json", "model.onnx"):
+            if not (out_dir / needed).exists():
+                raise EdgeDistillError(f"onnxruntime-genai's builder finished but wrote no {needed} into {out_dir}")
+        if not (out_dir / "tokenizer.json").exists() and not (out_dir / "tokenizer.model").exists():
+            raise EdgeDistillError(
+                f"onnxruntime-genai's builder wrote no tokenizer files for {model_dir}; "
+                "onnxruntime_genai.Tokenizer needs tokenizer.json (save the model's fast tokenizer)"
+            )
+        return {"builder": {"onnxruntime-genai": _version("onnxruntime-genai"), "onnxruntime": _version("onnxruntime"),
+                            "precision": quant, "execution_provider": "cpu", "extra_options": extra}}
+
+    def describe(self, artifact_dir: Path) -> dict[str, Any]:
+        artifact_dir = Path(artifact_dir)
+        if artifact_dir.is_file():
+            artifact_dir = artifact_dir.parent
+        cfg_path = artifact_dir / "genai_config.json"
+        if not cfg_path.exists():
+            raise EdgeDistillError(f"{artifact_dir} has no genai_config.json; it is not an ort-genai artifact")
+        cfg = json.loads(cfg_path.read_text())
+        model = cfg.get("model", {})
+        decoder = model.get("decoder", {})
+        info = describe_onnx_file(artifact_dir / decoder.get("filename", "model.onnx"))
+        info["genai_config"] = {
+            "type": model.get("type"),
+            "context_length": model.get("context_length"),
+            "vocab_size": model.get("vocab_size"),
+            "num_hidden_layers": decoder.get("num_hidden_layers"),
+            "num_attention_heads": decoder.get("num_attention_heads"),
+            "num_key_value_heads": decoder.get("num_key_value_heads"),
+            "head_size": decoder.get("head_size"),
+            "eos_token_id": model.get("eos_token_id"),
+            "past_present_share_buffer": cfg.get("search", {}).get("past_present_share_buffer"),
+        }
+        return info
+
+
+def _run_builder(cmd: list[str], model_dir: Path, quant: str) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # never fetch anything
+    try:
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=BUILDER_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise EdgeDistillError(f"onnxruntime-genai's builder did not finish {quant} of {model_dir} "
+                               f"within {BUILDER_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        # Its progress bars use \r; keep the last few real lines, where the Python error is.
+        lines = [ln.strip() for ln in proc.stdout.replace("\r", "\n").splitlines() if ln.strip()]
+        tail = "\n    ".join(lines[-6:])
+        raise EdgeDistillError(
+            f"onnxruntime-genai's model builder failed on {model_dir} ({quant}, exit code {proc.returncode}; "
+            f"model_type {model_type_of(model_dir)!r}):\n    {tail}",
+            hint="run the command by hand to see its whole output: " + " ".join(cmd),
+        )
+
+
+def _version(pkg: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+FORMATS.register("ort-genai", OrtGenaiFormat())

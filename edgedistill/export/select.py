@@ -1,0 +1,179 @@
+"""Target-aware export: pick the format and quantization that fit a device profile.
+
+For every (format, quant) the profile allows and the model's architecture supports, the memory need is
+estimated statically:
+
+    weights  = parameters x QuantSpec.bits_per_weight / 8
+    KV cache = 2 (keys, values) x layers x kv_heads x head_dim x context x bytes per value
+    need     = weights + KV cache + profile.runtime_overhead_mb
+
+with the context the profile's ``context_length`` (capped at the model's ``max_position_embeddings``)
+and bytes per value 2 for llama.cpp (f16 cache) and half-precision ONNX, 4 for the other ONNX /
+onnxruntime-genai CPU exports (fp32 cache). Sliding-window layers (Gemma 3) are counted at full
+context, so the estimate errs on the safe side.
+
+The choice: the first entry of the profile's ``preferred_quants`` that fits; if none fits, the fitting
+candidate with the most bits per weight (closest to the original model); if nothing fits, an error
+with the table of numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgedistill.errors import EdgeDistillError
+from edgedistill.export.formats import FORMATS
+from edgedistill.export.source import SourceModel
+
+MB = 2**20
+
+
+@dataclass(frozen=True)
+class Candidate:
+    format: str
+    quant: str
+    bits_per_weight: float
+    weights_mb: float
+    kv_cache_mb: float
+    overhead_mb: float
+    need_mb: float
+    fits: bool
+    preferred_rank: int | None
+    """Position in the profile's preferred_quants (0 = most preferred), None when not listed."""
+
+    @property
+    def spec(self) -> str:
+        return f"{self.format}:{self.quant}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    target: str
+    budget_mb: float
+    context_length: int
+    candidates: tuple[Candidate, ...]
+    chosen: Candidate
+    reason: str
+
+    def table(self) -> str:
+        return candidates_table(self.candidates, chosen=self.chosen)
+
+    def explain(self) -> str:
+        return (
+            f"target {self.target}: memory budget {self.budget_mb:.0f} MB, context {self.context_length} tokens\n"
+            f"{self.table()}\n"
+            f"chose {self.chosen.spec}: {self.reason}"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target,
+            "budget_mb": self.budget_mb,
+            "context_length": self.context_length,
+            "chosen": self.chosen.spec,
+            "reason": self.reason,
+            "candidates": [c.__dict__ | {"spec": c.spec} for c in self.candidates],
+        }
+
+
+def kv_bytes_per_value(fmt: str, quant: str) -> int:
+    if fmt == "gguf" or quant in ("fp16", "f16", "bf16"):
+        return 2
+    return 4
+
+
+def model_dims(config: dict) -> tuple[int, int, int, int | None]:
+    """(layers, kv_heads, head_dim, max_position_embeddings) from a HF config dict."""
+    cfg = config.get("text_config", config)  # multimodal wrappers keep the LM config inside
+    try:
+        layers = int(cfg["num_hidden_layers"])
+        heads = int(cfg["num_attention_heads"])
+        kv_heads = int(cfg.get("num_key_value_heads") or heads)
+        head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgeDistillError(f"model config lacks {exc} needed to size the KV cache") from None
+    return layers, kv_heads, head_dim, cfg.get("max_position_embeddings")
+
+
+def candidates_for(source: SourceModel, profile) -> list[Candidate]:
+    from edgedistill.targets import kv_cache_bytes
+
+    layers, kv_heads, head_dim, max_pos = model_dims(source.config)
+    context = min(profile.context_length, max_pos) if max_pos else profile.context_length
+    preferred = list(profile.preferred_quants)
+    out = []
+    for fmt_name in profile.formats:
+        if fmt_name not in FORMATS:
+            continue
+        fmt = FORMATS.get(fmt_name)
+        if source.model_type not in fmt.supported_architectures:
+            continue
+        for quant, spec in fmt.quants.items():
+            weights = int(source.param_count * spec.bits_per_weight / 8)
+            kv = kv_cache_bytes(layers, kv_heads, head_dim, context, kv_bytes_per_value(fmt_name, quant))
+            fit = profile.fit_check(weights, kv)
+            key = f"{fmt_name}:{quant}"
+            out.append(
+                Candidate(
+                    fmt_name, quant, spec.bits_per_weight, fit.weights_mb, fit.kv_cache_mb, fit.overhead_mb,
+                    fit.need_mb, fit.fits, preferred.index(key) if key in preferred else None,
+                )
+            )
+    return out
+
+
+def select_for_target(source: SourceModel, profile) -> Selection:
+    """Choose one (format, quant) for ``profile``; an error with the numbers when nothing fits."""
+    from edgedistill.targets import load_target
+
+    if isinstance(profile, str):
+        profile = load_target(profile)
+    layers, kv_heads, head_dim, max_pos = model_dims(source.config)
+    context = min(profile.context_length, max_pos) if max_pos else profile.context_length
+    cands = candidates_for(source, profile)
+    if not cands:
+        supported = {n: FORMATS.get(n).supported_architectures for n in profile.formats if n in FORMATS}
+        raise EdgeDistillError(
+            f"target {profile.name}: no export format of this target ({', '.join(profile.formats)}) supports "
+            f"architecture {source.model_type!r}",
+            hint="; ".join(f"{n} supports {', '.join(a)}" for n, a in supported.items()) or "no formats are registered",
+        )
+    fitting = [c for c in cands if c.fits]
+    if not fitting:
+        smallest = min(cands, key=lambda c: c.need_mb)
+        raise EdgeDistillError(
+            f"target {profile.name}: nothing fits the {profile.memory_budget_mb:.0f} MB memory budget; the "
+            f"smallest, {smallest.spec}, needs {smallest.need_mb:.1f} MB (weights {smallest.weights_mb:.1f} + "
+            f"KV cache {smallest.kv_cache_mb:.1f} at {context} tokens + runtime {smallest.overhead_mb:g})\n"
+            + candidates_table(cands),
+            hint="use a smaller student, a target with more memory, or a shorter context_length in the profile",
+        )
+    ranked = sorted((c for c in fitting if c.preferred_rank is not None), key=lambda c: c.preferred_rank)
+    if ranked:
+        chosen = ranked[0]
+        skipped = [c.spec for c in cands if c.preferred_rank is not None and c.preferred_rank < chosen.preferred_rank]
+        reason = (
+            f"the most preferred of the profile's preferred_quants that fits ({chosen.need_mb:.1f} of "
+            f"{profile.memory_budget_mb:.0f} MB)"
+            + (f"; more preferred but too big: {', '.join(skipped)}" if skipped else "")
+        )
+    else:
+        chosen = max(fitting, key=lambda c: (c.bits_per_weight, -c.need_mb))
+        reason = (
+            "none of the profile's preferred_quants fits or is available; this is the highest-precision "
+            f"candidate that fits ({chosen.need_mb:.1f} of {profile.memory_budget_mb:.0f} MB)"
+        )
+    return Selection(profile.name, profile.memory_budget_mb, context, tuple(cands), chosen, reason)
+
+
+def candidates_table(cands, chosen: Candidate | None = None) -> str:
+    head = f"  {'artifact':<20} {'bits/w':>6} {'weights MB':>11} {'KV MB':>8} {'runtime MB':>10} {'total MB':>9}  fits  pref"
+    lines = [head]
+    for c in sorted(cands, key=lambda c: (c.format, -c.bits_per_weight)):
+        mark = "*" if chosen is not None and c == chosen else " "
+        pref = "-" if c.preferred_rank is None else str(c.preferred_rank + 1)
+        lines.append(
+            f"{mark} {c.spec:<20} {c.bits_per_weight:>6.2f} {c.weights_mb:>11.1f} {c.kv_cache_mb:>8.1f} "
+            f"{c.overhead_mb:>10.1f} {c.need_mb:>9.1f}  {'yes ' if c.fits else 'no  '}  {pref}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""llama.cpp runtime (llama-cpp-python): loads a GGUF artifact or a bare .gguf file.
+
+* ``tokenize`` uses llama.cpp's own tokenizer from the GGUF metadata, with ``special=True`` so that
+  special tokens written in the text (``<|user|>``, ``<end_of_turn>``) become their single ids, as a
+  Hugging Face tokenizer does; the BOS token is added when ``add_special_tokens`` and the file's
+  ``tokenizer.ggml.add_bos_token`` say so.
+* ``n_ctx`` is 2048, or the model's trained context when that is shorter.
+* ``logits(ids)`` evaluates the whole sequence in one batch and returns every position's logits.
+* ``stream(ids, n)`` prefills once, then runs exactly one single-token decode per further token
+  (greedy argmax of the last logits), so a benchmark can time the first token and each later one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import numpy as np
+
+from edgedistill.artifacts import Artifact
+from edgedistill.errors import EdgeDistillError
+from edgedistill.runtimes.base import Runtime
+
+
+def _trained_context(path) -> int | None:
+    """``{arch}.context_length`` from the GGUF header: a larger n_ctx only makes llama.cpp warn."""
+    from edgedistill.export.gguf.inspect import read_gguf_header
+
+    try:
+        meta, _ = read_gguf_header(path)
+    except EdgeDistillError:
+        return None  # llama.cpp's own loader reports the problem
+    value = meta.get(f"{meta.get('general.architecture')}.context_length")
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+class LlamaCppRuntime(Runtime):
+    name = "llama.cpp"
+    full_logits = True
+
+    def __init__(self, artifact: Artifact, threads: int | None = None, n_ctx: int = 2048):
+        super().__init__(artifact, threads)
+        try:
+            import llama_cpp
+        except ImportError:
+            raise EdgeDistillError(
+                "the llama.cpp runtime needs llama-cpp-python", hint="pip install 'edgedistill[llama]'"
+            ) from None
+        self._lib = llama_cpp
+        path = str(artifact.main_file)
+        n_ctx = min(n_ctx, _trained_context(artifact.main_file) or n_ctx)
+        try:
+            # logits_all: logits() needs every position (perplexity, verification). It only makes the
+            # prefill compute the output layer for all positions; single-token decodes are unaffected.
+            self.llm = llama_cpp.Llama(
+                model_path=path,
+                n_ctx=n_ctx,
+                n_batch=512,
+                n_threads=threads or max(1, (os.cpu_count() or 1)),
+                logits_all=True,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise EdgeDistillError(
+                f"llama.cpp could not load {path}: {exc}",
+                hint="the file may be truncated, or from a newer llama.cpp than the installed llama-cpp-python",
+            ) from None
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.n_vocab = self.llm.n_vocab()
+        self.n_ctx = self.llm.n_ctx()
+        meta = self.llm.metadata
+        self.add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        self.add_eos = meta.get("tokenizer.ggml.add_eos_token", "false") == "true"
+
+    # ------------------------------------------------------------------------------------ tokenizer
+
+    def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        # Llama.tokenize(add_bos=...) adds BOS only when the vocab says so (add_bos_token);
+        # add_special_tokens=False turns it off, as in HF.
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True)
+        if add_special_tokens and self.add_eos and (not ids or ids[-1] != self.llm.token_eos()):
+            ids.append(self.llm.token_eos())
+        return list(ids)
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.llm.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        out = {self.llm.token_eos()}
+        eot = self._lib.llama_vocab_eot(self._vocab)
+        if eot >= 0:
+            out.add(int(eot))
+        return {int(t) for t in out if t >= 0}
+
+    # -------------------------------------------------------------------------------------- compute
+
+    def _check_len(self, n: int) -> None:
+        if n > self.n_ctx:
+            raise EdgeDistillError(f"sequence of {n} tokens exceeds the llama.cpp context of {self.n_ctx}")
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        if not ids:
+            raise EdgeDistillError("logits() needs at least one token id")
+        self._check_len(len(ids))
+        self.llm.reset()
+        self.llm.eval(list(ids))
+        return np.array(self.llm.scores[: len(ids)], dtype=np.float32, copy=True)
+
+    def stream(self, ids: list[int], max_new_tokens: int) -> Iterator[int]:
+        if not ids:
+            raise EdgeDistillError("stream() needs at least one prompt token")
+        self._check_len(len(ids) + max_new_tokens)
+        eos = self.eos_token_ids
+        self.llm.reset()
+        self.llm.eval(list(ids))  # prefill: one batched decode
+        for step in range(max_new_tokens):
+            tok = int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+            yield tok
+            if tok in eos or step == max_new_tokens - 1:
+                return
+            self.llm.eval([tok])  # exactly one decode per further token
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.close()
+            self.llm = None

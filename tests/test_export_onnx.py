@@ -1,0 +1,152 @@
+"""The ``onnx`` export format: every quant through optimum + onnxruntime, verified against PyTorch.
+
+Default run: llama through every quant (plus the external-data layout and the error cases). The full
+architecture x quant matrix is ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import edgedistill.export  # noqa: F401  (registers the formats)
+from edgedistill.artifacts import detect_artifact
+from edgedistill.errors import EdgeDistillError
+from edgedistill.export import FORMATS, ExportOptions
+from edgedistill.export import onnx_format
+from edgedistill.runtimes import open_runtime
+from edgedistill.runtimes.onnx_runtime import OnnxRuntime
+from edgedistill.testing.tiny import ARCHITECTURES
+from onnx_export_helpers import check_onnx_files, shared_cache
+
+QUANTS = ("fp32", "fp16", "int8", "int4")  # written out: a new registered quant without a case fails below
+ARCHS = ("llama", "qwen2", "qwen3", "gemma3", "phi3")
+CASES = [
+    pytest.param(arch, quant, marks=() if arch == "llama" else pytest.mark.slow, id=f"{arch}-{quant}")
+    for arch in ARCHS for quant in QUANTS
+]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, tiny_model_factory):
+    return shared_cache(tmp_path_factory, tiny_model_factory)
+
+
+def test_every_registered_quant_and_architecture_has_a_case(tiny_model_factory):
+    fmt = FORMATS.get("onnx")
+    assert set(fmt.quants) == set(QUANTS)
+    assert set(ARCHS) == set(ARCHITECTURES)
+    model_types = {json.loads((tiny_model_factory(a) / "config.json").read_text())["model_type"] for a in ARCHS}
+    assert model_types == set(fmt.supported_architectures)
+
+
+@pytest.mark.parametrize("arch,quant", CASES)
+def test_export_checks_loads_and_matches_torch(cache, arch, quant):
+    path, info = cache.artifact("onnx", arch, quant)
+    check_onnx_files(path)
+    art = detect_artifact(path)
+    assert art.format == "onnx" and art.main_file.name == "model.onnx"
+    for needed in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        assert (path / needed).exists(), needed
+    assert info["task"] == "text-generation-with-past" and info["opset"] >= 14
+    v = cache.verify("onnx", arch, quant)
+    assert v.passed, v.failures
+    assert v.figures["tokenizer_mismatches"] == 0
+    if quant != "int8":  # dynamic int8's per-tensor activation scales differ between prefill and decode
+        assert v.figures["stream_consistency"] >= 0.9
+
+
+def test_quantized_graphs_have_the_expected_operators(cache):
+    fmt = FORMATS.get("onnx")
+    ops = {q: fmt.describe(cache.artifact("onnx", "llama", q)[0])["op_types"] for q in QUANTS}
+    assert "com.microsoft.MatMulNBits" not in ops["fp32"] and ops["fp32"]["MatMul"] > 0
+    # 2 layers x (q, k, v, o, gate, up, down) + lm_head = 15 weight MatMuls
+    assert ops["int4"]["com.microsoft.MatMulNBits"] == 15
+    assert ops["int8"].get("MatMulInteger", 0) + ops["int8"].get("com.microsoft.DynamicQuantizeMatMul", 0) == 15
+    assert ops["fp16"].get("Cast", 0) > ops["fp32"].get("Cast", 0)
+
+
+def test_sizes_shrink_with_the_quantization(cache):
+    sizes = {q: (cache.artifact("onnx", "llama", q)[0] / "model.onnx").stat().st_size for q in QUANTS}
+    assert sizes["int4"] < sizes["int8"] < sizes["fp32"]
+    assert sizes["fp16"] < 0.7 * sizes["fp32"]
+
+
+def test_describe_reports_graph_metadata(cache):
+    d = FORMATS.get("onnx").describe(cache.artifact("onnx", "llama", "int4")[0])
+    names = {i["name"]: i for i in d["inputs"]}
+    assert {"input_ids", "attention_mask", "past_key_values.0.key", "past_key_values.1.value"} <= set(names)
+    assert names["past_key_values.0.key"]["dtype"] == "float32"
+    assert names["past_key_values.0.key"]["shape"][1] == 2  # kv heads
+    assert any(o["name"] == "logits" for o in d["outputs"])
+    assert d["opsets"]["ai.onnx"] >= 14 and d["ir_version"] >= 7
+    assert d["matmulnbits"] == [{"bits": 4, "block_size": 32, "accuracy_level": 0, "count": 15}]
+    assert d["files"]["model.onnx"] > 0 and d["total_bytes"] >= d["files"]["model.onnx"]
+
+
+def test_int4_block_size_and_accuracy_level_are_applied(cache):
+    opts = ExportOptions(int4_block_size=16, int4_accuracy_level=4)
+    path, info = cache.artifact("onnx", "llama", "int4", opts)
+    assert info["quantization"]["block_size"] == 16
+    assert FORMATS.get("onnx").describe(path)["matmulnbits"] == [
+        {"bits": 4, "block_size": 16, "accuracy_level": 4, "count": 15}
+    ]
+    v = cache.verify("onnx", "llama", "int4", opts)
+    assert v.passed, v.failures
+
+
+def test_optimum_loads_the_artifact_as_it_is(cache, tiny_tokenizer):
+    """ORTModelForCausalLM.from_pretrained(dir) with nothing added, generating what our runtime streams."""
+    import torch
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    for quant in ("fp32", "int4"):
+        path, _ = cache.artifact("onnx", "llama", quant)
+        model = ORTModelForCausalLM.from_pretrained(path)
+        ids = tiny_tokenizer("The teacher answers", return_tensors="pt").input_ids
+        with torch.inference_mode():
+            out = model.generate(ids, max_new_tokens=8, do_sample=False)
+        with open_runtime(path) as rt:
+            ours = rt.greedy(ids[0].tolist(), 8)
+        assert out[0, ids.shape[1]:].tolist()[: len(ours)] == ours, quant
+
+
+@pytest.mark.parametrize("quant", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
+def test_large_models_use_external_data(tmp_path, tiny_llama, monkeypatch, quant):
+    """Above the threshold (2 GB in real life, 0 here) the weights go to model.onnx_data."""
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    monkeypatch.setattr(onnx_format, "EXTERNAL_DATA_THRESHOLD_BYTES", 0)
+    FORMATS.get("onnx").write(tiny_llama, tmp_path, quant, ExportOptions())
+    data = tmp_path / "model.onnx_data"
+    assert data.exists() and data.stat().st_size > (tmp_path / "model.onnx").stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir() if "onnx" in p.name) == ["model.onnx", "model.onnx_data"]
+    check_onnx_files(tmp_path)
+    assert FORMATS.get("onnx").describe(tmp_path)["external_data"] == ["model.onnx_data"]
+    with open_runtime(tmp_path) as rt:
+        assert isinstance(rt, OnnxRuntime)
+        assert rt.logits(rt.tokenize("hello"))[0].shape == (384,)
+    ORTModelForCausalLM.from_pretrained(tmp_path)
+
+
+def test_unsupported_architecture_is_a_clean_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(EdgeDistillError) as err:
+        FORMATS.get("onnx").write(tmp_path, tmp_path / "out", "fp32", ExportOptions())
+    msg = str(err.value)
+    assert "'gpt2'" in msg and "supported: gemma3_text, llama, phi3, qwen2, qwen3" in msg
+
+
+@pytest.mark.parametrize("options,needle", [
+    (ExportOptions(int4_block_size=48), "int4_block_size"),
+    (ExportOptions(int4_accuracy_level=7), "int4_accuracy_level"),
+])
+def test_bad_options_are_clean_errors(tiny_llama, tmp_path, options, needle):
+    with pytest.raises(EdgeDistillError, match=needle):
+        FORMATS.get("onnx").write(tiny_llama, tmp_path, "int4", options)
+
+
+def test_unknown_quant_lists_the_valid_ones(tiny_llama, tmp_path):
+    with pytest.raises(EdgeDistillError, match="valid: fp32, fp16, int8, int4"):
+        FORMATS.get("onnx").write(tiny_llama, tmp_path, "q4_k_m", ExportOptions())
