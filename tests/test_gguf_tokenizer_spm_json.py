@@ -27,6 +27,7 @@ from edgedistill.testing.tiny import CORPUS, build_tiny_model
 llama_cpp = pytest.importorskip("llama_cpp")
 
 TURN = ["<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n", "a<end_of_turn>b <start_of_turn> c"]
+CHAT_TEMPLATE = "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
 TYPE_NORMAL, TYPE_UNKNOWN, TYPE_CONTROL, TYPE_USER_DEFINED, TYPE_BYTE = 1, 2, 3, 4, 6
 
 
@@ -38,6 +39,7 @@ def _spm_json_model(tmp_path: Path, prefix: bool) -> Path:
     tokenizer.json gets the matching ``Prepend`` normalizer.
     """
     import sentencepiece as spm
+    from tokenizers import AddedToken
     from transformers import GemmaTokenizerFast
 
     buf = io.BytesIO()
@@ -51,7 +53,9 @@ def _spm_json_model(tmp_path: Path, prefix: bool) -> Path:
     )
     (tmp_path / "tokenizer.model").write_bytes(buf.getvalue())
     tok = GemmaTokenizerFast(vocab_file=str(tmp_path / "tokenizer.model"))
-    tok.add_tokens(["[multimodal]"])  # a non-special added token: USER_DEFINED in GGUF
+    # a non-special added token (USER_DEFINED in GGUF), matched in the raw text as import-gguf's are
+    tok.add_tokens([AddedToken("[multimodal]", special=False, normalized=False)])
+    tok.chat_template = CHAT_TEMPLATE
     reference = build_tiny_model("gemma3", tmp_path / "reference", tokenizer=tok, hidden_size=32)
     assert (reference / "tokenizer.model").exists()
     model = build_tiny_model("gemma3", tmp_path / "model", tokenizer=tok, hidden_size=32)
@@ -111,6 +115,7 @@ def test_tokenizer_json_only_spm_matches_hf_and_sentencepiece(tmp_path, prefix):
     meta = describe_gguf(ours)["metadata"]
     assert meta["tokenizer.ggml.model"] == "llama" and meta["tokenizer.ggml.pre"] == "default"
     assert meta["tokenizer.ggml.add_space_prefix"] is prefix
+    assert meta["tokenizer.chat_template"] == CHAT_TEMPLATE
     assert meta["tokenizer.ggml.add_bos_token"] is True and meta["tokenizer.ggml.add_eos_token"] is False
     assert (meta["tokenizer.ggml.bos_token_id"], meta["tokenizer.ggml.eos_token_id"]) == (2, 1)
     assert (meta["tokenizer.ggml.unknown_token_id"], meta["tokenizer.ggml.padding_token_id"]) == (3, 0)

@@ -49,6 +49,20 @@ def test_logits_shape_and_consistency_with_stream(llama_gguf):
             seq.append(tok)
 
 
+def test_decode_only_mode_streams_the_same_tokens(llama_gguf):
+    """The benchmark opens llama.cpp without logits_all; greedy tokens must not change."""
+    ids = list(range(5, 30))
+    with open_runtime(llama_gguf, threads=1) as full:
+        want = full.greedy(ids, 12)
+        want_last = full.logits(ids)[-1]
+    with open_runtime(llama_gguf, threads=1, decode_only=True) as rt:
+        assert not rt.full_logits
+        assert rt.greedy(ids, 12) == want
+        last = rt.logits(ids)
+        assert last.shape == (1, want_last.shape[0])
+        np.testing.assert_allclose(last[0], want_last, atol=1e-3)
+
+
 def test_stream_decodes_exactly_once_per_token(llama_gguf, monkeypatch):
     with open_runtime(llama_gguf) as rt:
         eos = rt.eos_token_ids

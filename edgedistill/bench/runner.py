@@ -198,7 +198,8 @@ def open_model(spec):
         except ImportError:
             pass
         else:
-            return open_runtime(detect_artifact(spec["artifact"]), threads=spec["threads"]), "edgedistill"
+            runtime = open_runtime(detect_artifact(spec["artifact"]), threads=spec["threads"], decode_only=True)
+            return runtime, "edgedistill"
     cls = STANDALONE.get(spec["format"])
     if cls is None:
         raise RuntimeError(f"format {spec['format']!r} needs edgedistill installed where the runner runs")

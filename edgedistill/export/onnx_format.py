@@ -240,7 +240,14 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
         accuracy_level=options.int4_accuracy_level or None,
         op_types_to_quantize=("MatMul",),
     )
-    quantizer.process()
+    # The quantizer logs one INFO line per node it skips (thousands on a real model).
+    qlog = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = qlog.level
+    qlog.setLevel(logging.WARNING)
+    try:
+        quantizer.process()
+    finally:
+        qlog.setLevel(level)
     _save(quantizer.model.model, dst)
 
 

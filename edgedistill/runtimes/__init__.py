@@ -29,8 +29,16 @@ def runtime_class(name: str) -> type[Runtime]:
     return getattr(importlib.import_module(module), cls)
 
 
-def open_runtime(artifact: Artifact | str, threads: int | None = None) -> Runtime:
-    """Load ``artifact`` (or a path to one) in the runtime its format needs."""
+def open_runtime(artifact: Artifact | str, threads: int | None = None, decode_only: bool = False) -> Runtime:
+    """Load ``artifact`` (or a path to one) in the runtime its format needs.
+
+    ``decode_only``: the caller only streams tokens (the benchmark), so a runtime that supports it may
+    skip computing and keeping the logits of every prompt position (llama.cpp's ``logits_all``); its
+    ``logits`` then returns the last position only.
+    """
     if not isinstance(artifact, Artifact):
         artifact = detect_artifact(artifact)
-    return runtime_class(artifact.runtime)(artifact, threads=threads)
+    cls = runtime_class(artifact.runtime)
+    if decode_only and getattr(cls, "has_decode_only_mode", False):
+        return cls(artifact, threads=threads, decode_only=True)
+    return cls(artifact, threads=threads)

@@ -37,9 +37,15 @@ def _trained_context(path) -> int | None:
 class LlamaCppRuntime(Runtime):
     name = "llama.cpp"
     full_logits = True
+    has_decode_only_mode = True
 
-    def __init__(self, artifact: Artifact, threads: int | None = None, n_ctx: int = 2048):
+    def __init__(self, artifact: Artifact, threads: int | None = None, n_ctx: int = 2048,
+                 decode_only: bool = False):
         super().__init__(artifact, threads)
+        # decode_only (the benchmark): without logits_all the prefill computes the output layer for the
+        # last position only, and llama.cpp does not reserve an n_ctx x n_vocab logits buffer (2 GiB for
+        # a 262k vocabulary at n_ctx 2048), which would inflate TTFT and trip memory budgets.
+        self.full_logits = not decode_only
         try:
             import llama_cpp
         except ImportError:
@@ -57,7 +63,7 @@ class LlamaCppRuntime(Runtime):
                 n_ctx=n_ctx,
                 n_batch=512,
                 n_threads=threads or max(1, (os.cpu_count() or 1)),
-                logits_all=True,
+                logits_all=self.full_logits,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -105,7 +111,17 @@ class LlamaCppRuntime(Runtime):
         self._check_len(len(ids))
         self.llm.reset()
         self.llm.eval(list(ids))
+        if not self.full_logits:
+            return np.array(self._last_logits(), dtype=np.float32, copy=True)[None, :]
         return np.array(self.llm.scores[: len(ids)], dtype=np.float32, copy=True)
+
+    def _last_logits(self) -> np.ndarray:
+        """Logits of the last evaluated position (a view; copy before the next eval)."""
+        if self.full_logits:
+            return self.llm.scores[self.llm.n_tokens - 1]
+        # Without logits_all llama-cpp-python does not fill `scores`; read llama.cpp's output row.
+        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
     def stream(self, ids: list[int], max_new_tokens: int) -> Iterator[int]:
         if not ids:
@@ -115,7 +131,7 @@ class LlamaCppRuntime(Runtime):
         self.llm.reset()
         self.llm.eval(list(ids))  # prefill: one batched decode
         for step in range(max_new_tokens):
-            tok = int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+            tok = int(np.argmax(self._last_logits()))
             yield tok
             if tok in eos or step == max_new_tokens - 1:
                 return
