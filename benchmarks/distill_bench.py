@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -226,6 +227,7 @@ def part1(work: Path, steps: int) -> dict:
     common = dict(student=fx["student"], data=fx["data"], batch_size=2, max_steps=steps, learning_rate=2e-5,
                   alpha=1.0, max_length=256, seed=0)
     cache = str(work / "p1" / "topk-cache")
+    shutil.rmtree(cache, ignore_errors=True)  # the first pass must really build it
     runs = {
         "edgedistill sft": {"runner": "edgedistill", "config": {**common, "loss": "sft", "out": str(work / "p1/o-sft")}},
         "edgedistill forward_kl (teacher in memory)": {
@@ -258,6 +260,7 @@ def part2(work: Path, steps: int) -> dict:
     common = dict(student=fx["student"], data=fx["data"], batch_size=2, max_steps=steps, learning_rate=2e-5,
                   alpha=1.0, max_length=128, loss="forward_kl", seed=0, loss_chunk_tokens=64)
     cache = str(work / "p2" / "topk-cache")
+    shutil.rmtree(cache, ignore_errors=True)  # the first pass must really build it
     runs = {
         "forward_kl, teacher in memory": {"runner": "edgedistill",
                                           "config": {**common, "teacher": fx["teacher"], "out": str(work / "p2/o-full")}},
@@ -347,12 +350,15 @@ def main() -> None:
         print("part 2: 262k vocabulary, top-k cache memory")
         new["part2"] = part2(work, args.part2_steps)
         new["part2"]["seconds"] = time.time() - t2
+    for part in new.values():  # the conditions of each part's own measurement
+        part["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+        part["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     report = json.loads(out_json.read_text()) if out_json.exists() and args.part != "all" else {}
     report.update(new)
     report["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, CPU fp32"
-    report["note"] = ("Measured while other helpers' jobs shared the same 2 cores (load average ~20), so "
-                      "absolute tokens/s are low and noisy; each row ran in its own subprocess, one after "
-                      "the other within a part.")
+    report["note"] = ("Each row ran in its own subprocess, one after the other within a part; a part's "
+                      "load_average_at_end says whether other jobs shared the 2 cores (the 2026-11-29 part 2 "
+                      "ran at load average ~20, part 1 was re-measured on an idle machine).")
     out_json.write_text(json.dumps(report, indent=2) + "\n")
     if "part1" in report and "part2" in report:
         md = write_markdown(report)

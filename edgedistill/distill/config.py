@@ -48,8 +48,10 @@ class DistillConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     max_length: int = field(default=1024, metadata={"help": "Longest prompt+response in tokens; longer examples "
                                                              "are cut at the end."})
-    loss_chunk_tokens: int = field(default=256, metadata={"help": "Response positions per chunk when applying the "
-                                                                   "LM head + loss (bounds logits memory)."})
+    loss_chunk_tokens: int | None = field(
+        default=None, metadata={"help": "Response positions per chunk when applying the LM head + loss (bounds "
+                                        "logits memory). None: as many as fit 64M logits (256 MB in fp32): 256 "
+                                        "positions for a 262k vocabulary, 2048 for 32k."})
     teacher_topk: int | None = field(
         default=None,
         metadata={"help": "Cache the teacher's top-k log-probs on disk in a first pass and train without the "
@@ -96,9 +98,10 @@ class DistillConfig:
         require(0.0 <= self.beta <= 1.0, "beta", f"must be within [0, 1], got {self.beta}")
         require(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
         require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
-        for name in ("batch_size", "gradient_accumulation_steps", "epochs", "max_length", "loss_chunk_tokens",
-                     "log_every"):
+        for name in ("batch_size", "gradient_accumulation_steps", "epochs", "max_length", "log_every"):
             require(int(getattr(self, name)) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        require(self.loss_chunk_tokens is None or int(self.loss_chunk_tokens) >= 1, "loss_chunk_tokens",
+                f"must be >= 1 when set, got {self.loss_chunk_tokens}")
         require(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be >= 1 when set")
         require(self.stop_at_step is None or self.stop_at_step >= 1, "stop_at_step", "must be >= 1 when set")
         require(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "must be within [0, 1)")
@@ -140,3 +143,14 @@ def parse_layer_list(text: str) -> list[int]:
         require(part.lstrip("-").isdigit(), "keep_layers", f"{part!r} is not a layer index")
         out.append(int(part))
     return out
+
+
+LOGITS_PER_CHUNK = 64 * 2**20
+"""Default logits budget of one loss chunk, in elements (see ``loss_chunk_tokens``)."""
+
+
+def loss_chunk_positions(cfg: "DistillConfig", n_vocab: int) -> int:
+    """Positions per loss chunk: the configured number, or as many as fit LOGITS_PER_CHUNK logits."""
+    if cfg.loss_chunk_tokens:
+        return int(cfg.loss_chunk_tokens)
+    return max(16, LOGITS_PER_CHUNK // max(1, n_vocab))

@@ -168,7 +168,9 @@ def chunked_response_loss(
     n = targets.shape[0]
     ce_sum = student_hidden.new_zeros((), dtype=torch.float32)
     kd_sum = student_hidden.new_zeros((), dtype=torch.float32)
-    use_ckpt = torch.is_grad_enabled() and student_hidden.requires_grad
+    # With a single chunk, checkpointing cannot lower the peak (that chunk's logits exist at some point
+    # either way) and would only compute both LM heads twice; checkpoint only when there are several.
+    use_ckpt = torch.is_grad_enabled() and student_hidden.requires_grad and n > chunk
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
         if isinstance(teacher, FullTeacher):

@@ -34,7 +34,7 @@ import torch
 
 from edgedistill.atomic import JsonlAppender, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl_records
 from edgedistill.config import to_dict
-from edgedistill.distill.config import DistillConfig
+from edgedistill.distill.config import DistillConfig, loss_chunk_positions
 from edgedistill.distill.data import (
     IGNORE,
     TokenizedExample,
@@ -179,7 +179,8 @@ class StudentWithLoss(torch.nn.Module):
         cfg = self.cfg
         return chunked_response_loss(
             self.spec, h, head_of(self.student), targets, self.n_vocab, teacher,
-            temperature=cfg.temperature, alpha=cfg.alpha, beta=cfg.beta, chunk=cfg.loss_chunk_tokens,
+            temperature=cfg.temperature, alpha=cfg.alpha, beta=cfg.beta,
+            chunk=loss_chunk_positions(cfg, self.n_vocab),
             student_softcap=softcap_of(self.student),
             teacher_softcap=softcap_of(self._teacher[0]) if self._teacher[0] is not None else None,
         )
@@ -330,7 +331,8 @@ def distill(config: DistillConfig) -> DistillSummary:
                 t_model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).to(device).eval()
                 build_topk_cache(t_model, examples, cache_dir, cfg.teacher_topk, cfg.temperature, n_vocab,
                                  meta_extra, pad_id, batch_size=max(cfg.batch_size, 4),
-                                 chunk=cfg.loss_chunk_tokens, device=device, autocast_dtype=autocast_dtype)
+                                 chunk=loss_chunk_positions(cfg, n_vocab), device=device,
+                                 autocast_dtype=autocast_dtype)
                 del t_model
         accelerator.wait_for_everyone()
         topk = TopKCache(cache_dir)

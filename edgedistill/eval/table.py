@@ -104,7 +104,9 @@ def chart_png(report) -> bytes:
             ax.scatter(x / 2**20, y, s=40)
             ax.annotate(row["name"], (x / 2**20, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
         ax.set_xlabel("file size (MB)")
-        ax.set_ylabel(METRIC_LABELS[metric] + (" (lower is better)" if metric == "perplexity" else ""))
+        ax.set_ylabel(METRIC_LABELS[metric] + (" (lower is better, log scale)" if metric == "perplexity" else ""))
+        if metric == "perplexity":
+            ax.set_yscale("log")  # a pruned student's ppl can be 1e6 times the teacher's
         ax.set_title(f"{METRIC_LABELS[metric]} vs size")
         ax.grid(alpha=0.3)
     fig.suptitle(f"edgedistill eval: {report.task}")
