@@ -61,7 +61,7 @@ def bare_loop(artifact: Path, threads: int, prompt_len: int, gen_len: int, reps:
     from edgedistill.bench.runner import synthetic_prompt
     from edgedistill.runtimes import open_runtime
 
-    rt = open_runtime(artifact, threads=threads)
+    rt = open_runtime(artifact, threads=threads, decode_only=True)  # as the harness opens it
     ids = synthetic_prompt(rt, prompt_len)
     speeds = []
     for i in range(reps + 1):  # the first is the warm-up
