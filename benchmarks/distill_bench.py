@@ -280,6 +280,12 @@ def part2(work: Path, steps: int) -> dict:
             "topk_peak_fraction_of_full": (topk / full) if full and topk else None}
 
 
+def _conditions(part: dict) -> str:
+    load = part.get("load_average_at_end")
+    return (f"Measured {part.get('measured_at', '(time not recorded)')}, load average at the end "
+            f"{'/'.join(map(str, load)) if load else '(not recorded)'}.")
+
+
 def write_markdown(report: dict) -> str:
     p1, p2 = report["part1"], report["part2"]
     lines = [
@@ -287,6 +293,7 @@ def write_markdown(report: dict) -> str:
         f"Machine: {report['machine']}. {report['note']}", "",
         f"## Part 1: ~{p1['student_params'] / 1e6:.0f}M student, {p1['teacher_params'] / 1e6:.0f}M teacher, "
         f"{p1['vocab']} vocab, batch 2, {p1['steps']} steps ({WARMUP} warm-up not measured)", "",
+        _conditions(p1), "",
         "| configuration | tokens/s | peak RSS (MiB) | final loss |", "|---|---:|---:|---:|",
     ]
     for name, r in p1["results"].items():
@@ -296,11 +303,17 @@ def write_markdown(report: dict) -> str:
             fl = r.get("final_loss")
             lines.append(f"| {name} | {r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} | "
                          f"{'' if fl is None else f'{fl:.3f}'} |")
+    ours = p1["results"].get("edgedistill forward_kl (teacher in memory)", {}).get("tokens_per_s")
+    trl = p1["results"].get("TRL GKDTrainer (lmbda=0, beta=0: forward KL)", {}).get("tokens_per_s")
+    if ours and trl:
+        lines += ["", f"forward_kl with the teacher in memory runs at {ours / trl:.2f} x TRL GKD's tokens/s "
+                      f"({'meets' if ours >= trl else 'MISSES'} the >= 1.0 target)."]
     lines += ["", "Final loss: sft is cross-entropy; the forward-KL rows are the mean per-token KL(teacher || "
                   "student) — edgedistill (teacher in memory) and TRL report the same value on the same batches; "
                   "the top-k row is the k+1-bin approximation of it (see docs/distill.md).", "",
               f"## Part 2: {p2['vocab']:,}-token vocabulary (Gemma 3 size), "
               f"{p2['student_params'] / 1e6:.0f}M student, {p2['teacher_params'] / 1e6:.0f}M teacher", "",
+              _conditions(p2), "",
               "| configuration | tokens/s | peak RSS (MiB) |", "|---|---:|---:|"]
     for name, r in p2["results"].items():
         if "error" in r:
@@ -328,7 +341,11 @@ def main() -> None:
     ap.add_argument("--part", choices=["1", "2", "all"], default="all")
     ap.add_argument("--steps", type=int, default=WARMUP + MEASURED)
     ap.add_argument("--part2-steps", type=int, default=WARMUP + 1)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the recorded .json")
     args = ap.parse_args()
+    if args.markdown_only:
+        (RESULTS / "distill_bench.md").write_text(write_markdown(json.loads((RESULTS / "distill_bench.json").read_text())))
+        return
     if args.child:
         child(args.child)
         return
@@ -356,9 +373,9 @@ def main() -> None:
     report = json.loads(out_json.read_text()) if out_json.exists() and args.part != "all" else {}
     report.update(new)
     report["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, CPU fp32"
-    report["note"] = ("Each row ran in its own subprocess, one after the other within a part; a part's "
-                      "load_average_at_end says whether other jobs shared the 2 cores (the 2026-11-29 part 2 "
-                      "ran at load average ~20, part 1 was re-measured on an idle machine).")
+    report["note"] = ("Each row ran in its own subprocess, one after the other within a part; each part "
+                      "records when it ran and the load average at its end (other jobs on the 2 cores lower "
+                      "every tokens/s figure).")
     out_json.write_text(json.dumps(report, indent=2) + "\n")
     if "part1" in report and "part2" in report:
         md = write_markdown(report)

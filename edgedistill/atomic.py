@@ -104,6 +104,29 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
         raise
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across processes.
+
+    For work that several processes may start at once, e.g. the ranks of ``accelerate launch`` all
+    importing the same .gguf on first use: the first does it, the others wait and then find it done.
+    POSIX ``flock``; where that does not exist (Windows) it does not lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def clean_partials(directory: str | os.PathLike) -> list[Path]:
     """Remove '.NAME.*.partial' leftovers of killed runs in ``directory``; returns what was removed."""
     directory = Path(directory)

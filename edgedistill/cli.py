@@ -207,8 +207,9 @@ def distill_cmd(keep_layers, **options):
 @click.option("--new-tokens", type=int, default=16, show_default=True, help="Greedy tokens per verification prompt.")
 @click.option("--threads", type=int, help="CPU threads for verification (default: all).")
 @click.option("--int4-block-size", type=int, default=32, show_default=True, help="Block size of ONNX int4 weights.")
-@click.option("--int4-accuracy-level", type=int, default=0, show_default=True,
-              help="ONNX MatMulNBits accuracy_level (0 = fp32 compute, 4 = int8 compute).")
+@click.option("--int4-accuracy-level", type=int, default=None,
+              help="ONNX MatMulNBits accuracy_level: 0 = fp32 compute, 4 = int8 compute "
+                   "[default: 4 for int4, 0 for ort-genai int8].")
 @click.option("--imatrix", metavar="FILE", help="llama.cpp importance matrix for GGUF K-quants.")
 @click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgedistill.atomic import file_lock
 from edgedistill.errors import EdgeDistillError
 
 
@@ -37,7 +38,10 @@ def resolve_model_dir(path: str | os.PathLike, what: str = "model") -> Path:
 
         target = gguf_cache_dir(p.resolve())
         if not (target / "config.json").exists():
-            import_gguf(p, target)
+            # several processes (accelerate launch / torchrun ranks) may get here at once: one imports
+            with file_lock(target.with_name(target.name + ".lock")):
+                if not (target / "config.json").exists():
+                    import_gguf(p, target)
         return target
     if p.is_dir():
         missing = [n for n in ("config.json",) if not (p / n).exists()]

@@ -27,6 +27,13 @@ from edgedistill.registry import Registry
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
+def render_plain(messages: list[dict]) -> str:
+    """Prompt text for a model without a chat template (a base model): the turns' contents separated
+    by blank lines, ending in one. Teachers, distillation and evaluation all render with this, so a
+    student trains on exactly the prompt text it is later evaluated on."""
+    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
 @dataclass(frozen=True)
 class Task:
     name: str

@@ -95,3 +95,25 @@ def test_split_and_epoch_order_are_seeded():
     assert epoch_order(10, 0, 1) == epoch_order(10, 0, 1)
     assert epoch_order(10, 0, 1) != epoch_order(10, 0, 2)
     assert sorted(epoch_order(10, 0, 1)) == list(range(10))
+
+
+def test_without_chat_template_prompts_are_rendered_as_teacher_and_eval_render_them(tmp_path):
+    """A base model (no chat template): the student trains on the very prompt text the teacher answered
+    and `edgedistill eval` will ask, i.e. the generate record's messages, blank-line separated."""
+    from edgedistill.distill.data import prompt_ids
+    from edgedistill.eval.evaluate import PromptFormat
+    from edgedistill.tasks import TASKS, render_plain
+    from edgedistill.testing.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    tok.chat_template = None
+    record = {"id": "a", "prompt": "The cat sat on the mat."}
+    messages = TASKS.get("summarization").build_messages(record)  # task template around the prompt
+    path = write(tmp_path / "d.jsonl", [{"id": "a", "messages": messages, "prompt": record["prompt"],
+                                         "response": "A cat sat.", "flags": []},
+                                        {"prompt": "Two plus two?", "completion": "Four."}])
+    generated, plain = load_examples(path).examples
+    assert tok.decode(prompt_ids(tok, generated), skip_special_tokens=True) == render_plain(messages)
+    assert prompt_ids(tok, generated) == tok(PromptFormat(None, None, None).text(messages))["input_ids"]
+    assert len(messages) > 1 or messages[0]["content"] != record["prompt"]  # the template really adds text
+    assert prompt_ids(tok, plain) == tok("Two plus two?\n\n")["input_ids"]

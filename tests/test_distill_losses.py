@@ -135,15 +135,41 @@ def test_shared_vocab_range_ignores_padded_rows(setup):
 
 
 @pytest.mark.parametrize("name", ["forward_kl", "reverse_kl", "jsd"])
-def test_topk_with_full_support_equals_full_teacher(setup, name):
+@pytest.mark.parametrize("T", [1.0, 1.5])
+def test_topk_with_full_support_equals_full_teacher(setup, name, T):
+    """k = vocabulary: the remainder bucket is empty (log-mass -inf) and must not turn into NaN."""
     h_s, h_t, s_head, t_head, targets = setup
-    T = 1.5
     t_logp = F.log_softmax(t_head(h_t).detach() / T, -1)
     v, i = t_logp.topk(V, -1)
     spec = LOSSES.get(name)
-    full = chunked_response_loss(spec, h_s, s_head, targets, V, FullTeacher(h_t, t_head), temperature=T)
-    top = chunked_response_loss(spec, h_s, s_head, targets, V, TopKTeacher(v, i), temperature=T)
-    assert torch.allclose(full["loss"], top["loss"], rtol=1e-4, atol=1e-4)
+    grads = []
+    for teacher in (FullTeacher(h_t, t_head), TopKTeacher(v, i)):
+        h = h_s.detach().clone().requires_grad_(True)
+        out = chunked_response_loss(spec, h, s_head, targets, V, teacher, temperature=T)
+        out["loss"].backward()
+        grads.append((out["loss"].detach(), h.grad))
+    (full, g_full), (top, g_top) = grads
+    assert torch.allclose(full, top, rtol=1e-4, atol=1e-4)
+    assert torch.isfinite(g_top).all() and torch.allclose(g_full, g_top, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+@pytest.mark.parametrize("T,alpha", [(1.0, 0.3), (1.0, 1.0), (2.5, 0.3), (2.5, 1.0)])
+def test_each_loss_gradient_matches_direct_formula(setup, name, T, alpha):
+    """The gradient shortcuts (CE read off the KD log-softmax at T = 1, CE outside autograd at alpha = 1,
+    forward KL's constant entropy term) must not change the gradient."""
+    h_s, h_t, s_head, t_head, targets = setup
+    grads = []
+    for ours in (True, False):
+        h = h_s.detach().clone().requires_grad_(True)
+        if ours:
+            loss = chunked_response_loss(LOSSES.get(name), h, s_head, targets, V, FullTeacher(h_t, t_head),
+                                         temperature=T, alpha=alpha, beta=0.4, chunk=8)["loss"]
+        else:
+            loss = direct(name, s_head(h), t_head(h_t).detach(), targets, T, alpha, 0.4)
+        loss.backward()
+        grads.append(h.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-5)
 
 
 def test_topk_bucket_lower_bounds_full_kl(setup):

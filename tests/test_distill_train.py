@@ -200,3 +200,36 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, tiny_model_factory, data, case
     assert "error:" in result.output and expect in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("topk", [None, 8])
+def test_bf16_autocast_path_runs_on_cpu(tmp_path, models, data, topk):
+    """The CUDA default (bf16 autocast) exercised on the CPU: the same code path through accelerate's
+    autocast, teacher hidden states in bf16, losses in fp32; the saved student stays fp32 and learns.
+    In a subprocess: accelerate fixes the precision once per process (this one already ran fp32)."""
+    import subprocess
+    import sys
+
+    student, teacher = models
+    cmd = [sys.executable, "-m", "edgedistill.cli", "distill", "--student", str(student), "--teacher", str(teacher),
+           "--data", str(data), "--out", str(tmp_path / "o"), "--loss", "forward_kl", "--alpha", "1.0",
+           "--epochs", "3", "--lr", "3e-3", "--warmup-ratio", "0", "--mixed-precision", "bf16"]
+    if topk:
+        cmd += ["--teacher-topk", str(topk)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start = next(r for r in read_jsonl_records(tmp_path / "o" / "train_log.jsonl") if r.get("event") == "start")
+    assert start["config"]["mixed_precision"] == "bf16"
+    log = [r["loss"] for r in read_jsonl_records(tmp_path / "o" / "train_log.jsonl") if "step" in r]
+    assert all(torch.isfinite(torch.tensor(log))) and sum(log[-3:]) / 3 < sum(log[:3]) / 3
+    saved = load_file(str(tmp_path / "o" / "model.safetensors"))
+    assert {t.dtype for t in saved.values()} == {torch.float32}
+
+
+def test_a_second_precision_in_one_process_is_a_clear_error(tmp_path, models, data):
+    student, teacher = models
+    distill(DistillConfig(student=str(student), data=str(data), out=str(tmp_path / "a"), loss="sft", max_steps=1))
+    with pytest.raises(ConfigError, match="mixed_precision='bf16' differs from an earlier distillation"):
+        distill(DistillConfig(student=str(student), data=str(data), out=str(tmp_path / "b"), loss="sft",
+                              max_steps=1, mixed_precision="bf16"))
+    assert not (tmp_path / "b" / "model.safetensors").exists()

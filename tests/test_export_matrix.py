@@ -104,8 +104,13 @@ def test_export_and_verify(arch, fmt, quant, tiny_model_factory, tmp_path):
     elif fmt == "gguf":
         llama_cpp = pytest.importorskip("llama_cpp")
         llm = llama_cpp.Llama(model_path=str(art.path / "model.gguf"), n_ctx=128, n_threads=2, verbose=False)
-        out = llm.create_completion("The quick brown fox", max_tokens=4, temperature=0.0)
-        assert out["usage"]["completion_tokens"] >= 1
+        # A random tiny model may rank an end-of-generation token first; with those barred it must decode
+        # at least four tokens (llama-cpp-python may add a few to finish a multi-byte character).
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        eog = {t: float("-inf") for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
+        assert llm.token_eos() in eog
+        out = llm.create_completion("The quick brown fox", max_tokens=4, temperature=0.0, logit_bias=eog)
+        assert out["usage"]["completion_tokens"] >= 4
 
 
 def test_target_aware_export_end_to_end(tiny_llama, tmp_path, capsys):

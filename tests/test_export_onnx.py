@@ -81,16 +81,17 @@ def test_describe_reports_graph_metadata(cache):
     assert names["past_key_values.0.key"]["shape"][1] == 2  # kv heads
     assert any(o["name"] == "logits" for o in d["outputs"])
     assert d["opsets"]["ai.onnx"] >= 14 and d["ir_version"] >= 7
-    assert d["matmulnbits"] == [{"bits": 4, "block_size": 32, "accuracy_level": 0, "count": 15}]
+    # default accuracy_level for int4 is 4 (int8 compute), see ExportOptions.accuracy_level
+    assert d["matmulnbits"] == [{"bits": 4, "block_size": 32, "accuracy_level": 4, "count": 15}]
     assert d["files"]["model.onnx"] > 0 and d["total_bytes"] >= d["files"]["model.onnx"]
 
 
 def test_int4_block_size_and_accuracy_level_are_applied(cache):
-    opts = ExportOptions(int4_block_size=16, int4_accuracy_level=4)
+    opts = ExportOptions(int4_block_size=16, int4_accuracy_level=0)  # an explicit level overrides the default 4
     path, info = cache.artifact("onnx", "llama", "int4", opts)
-    assert info["quantization"]["block_size"] == 16
+    assert info["quantization"]["block_size"] == 16 and info["quantization"]["accuracy_level"] == 0
     assert FORMATS.get("onnx").describe(path)["matmulnbits"] == [
-        {"bits": 4, "block_size": 16, "accuracy_level": 4, "count": 15}
+        {"bits": 4, "block_size": 16, "accuracy_level": 0, "count": 15}
     ]
     v = cache.verify("onnx", "llama", "int4", opts)
     assert v.passed, v.failures
@@ -150,3 +151,22 @@ def test_bad_options_are_clean_errors(tiny_llama, tmp_path, options, needle):
 def test_unknown_quant_lists_the_valid_ones(tiny_llama, tmp_path):
     with pytest.raises(EdgeDistillError, match="valid: fp32, fp16, int8, int4"):
         FORMATS.get("onnx").write(tiny_llama, tmp_path, "q4_k_m", ExportOptions())
+
+
+def test_accuracy_level_defaults_per_quant_type():
+    # int4: level 4 (int8 compute) by default; weight-only int8: level 0; an explicit level wins
+    assert ExportOptions().accuracy_level("int4") == 4
+    assert ExportOptions().accuracy_level("int8") == 0
+    assert ExportOptions(int4_accuracy_level=0).accuracy_level("int4") == 0
+    assert ExportOptions(int4_accuracy_level=4).accuracy_level("int8") == 4
+
+
+def test_projection_excludes_the_float_embedding_int4_leaves(cache, tiny_model_factory):
+    """MatMulNBits quantizes the LM head but leaves the Gather's table in float32: one row per step."""
+    from edgedistill.artifacts import detect_artifact
+    from edgedistill.bench.projection import model_shape
+
+    path, _ = cache.artifact("onnx", "llama", "int4")
+    cfg = json.loads((tiny_model_factory("llama") / "config.json").read_text())
+    shape = model_shape(detect_artifact(path))
+    assert shape.bytes_read_per_token == shape.weight_bytes - cfg["vocab_size"] * cfg["hidden_size"] * 4

@@ -60,7 +60,8 @@ def test_weight_only_quants_use_matmulnbits_with_the_options(cache):
     d8 = fmt.describe(cache.artifact("ort-genai", "llama", "int8")[0])
     d32 = fmt.describe(cache.artifact("ort-genai", "llama", "fp32")[0])
     # 2 layers x (qkv, o, gate, up, down) + lm_head = 11 MatMulNBits (the builder fuses q/k/v)
-    assert d4["matmulnbits"] == [{"bits": 4, "block_size": 32, "accuracy_level": 0, "count": 11}]
+    # default accuracy levels: 4 (int8 compute) for int4, 0 (fp32 compute) for int8
+    assert d4["matmulnbits"] == [{"bits": 4, "block_size": 32, "accuracy_level": 4, "count": 11}]
     assert d8["matmulnbits"] == [{"bits": 8, "block_size": 32, "accuracy_level": 0, "count": 11}]
     assert d32["matmulnbits"] == [] and "com.microsoft.GroupQueryAttention" in d32["op_types"]
     assert d4["genai_config"]["num_hidden_layers"] == 2 and d4["genai_config"]["eos_token_id"] == 7
@@ -68,11 +69,11 @@ def test_weight_only_quants_use_matmulnbits_with_the_options(cache):
 
 
 @pytest.mark.slow
-def test_accuracy_level_4_is_passed_to_the_builder(cache):
-    opts = ExportOptions(int4_block_size=64, int4_accuracy_level=4)
+def test_explicit_accuracy_level_is_passed_to_the_builder(cache):
+    opts = ExportOptions(int4_block_size=64, int4_accuracy_level=0)
     path, info = cache.artifact("ort-genai", "llama", "int4", opts)
-    assert "accuracy_level=4" in info["builder"]["extra_options"]
-    assert FORMATS.get("ort-genai").describe(path)["matmulnbits"][0]["accuracy_level"] == 4
+    assert "accuracy_level=0" in info["builder"]["extra_options"]
+    assert FORMATS.get("ort-genai").describe(path)["matmulnbits"][0]["accuracy_level"] == 0
     assert FORMATS.get("ort-genai").describe(path)["matmulnbits"][0]["block_size"] == 64
 
 
@@ -95,3 +96,26 @@ def test_builder_failure_is_a_clean_error(tmp_path, tiny_llama):
         FORMATS.get("ort-genai").write(broken, out, "fp32", ExportOptions())
     assert "model builder failed" in str(err.value) and "exit code" in str(err.value)
     assert not (out / ".builder-cache").exists(), "the builder's scratch directory is removed"
+
+
+def test_projection_reads_the_gathered_embedding_from_the_graph(cache, tiny_model_factory):
+    """An untied llama: the builder keeps the input embedding as a float table read one row a step."""
+    from edgedistill.artifacts import detect_artifact
+    from edgedistill.bench.projection import model_shape
+
+    path, _ = cache.artifact("ort-genai", "llama", "int4")
+    cfg = json.loads((tiny_model_factory("llama") / "config.json").read_text())
+    shape = model_shape(detect_artifact(path))
+    embed = cfg["vocab_size"] * cfg["hidden_size"] * 4  # float32 table behind the Gather
+    assert shape.bytes_read_per_token == shape.weight_bytes - embed
+
+
+@pytest.mark.slow
+def test_projection_counts_a_shared_quantized_embedding_as_read(cache):
+    """Gemma 3 (tied): one int4 table serves GatherBlockQuantized and the LM head, read in full each step."""
+    from edgedistill.artifacts import detect_artifact
+    from edgedistill.bench.projection import model_shape
+
+    path, _ = cache.artifact("ort-genai", "gemma3", "int4")
+    shape = model_shape(detect_artifact(path))
+    assert shape.bytes_read_per_token == shape.weight_bytes

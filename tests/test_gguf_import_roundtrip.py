@@ -151,3 +151,42 @@ def test_single_pass_loader_equals_transformers_loader(arch, tiny_model_factory,
     assert {k: v for k, v in ours.config.to_diff_dict().items() if k != "dtype"} == {
         k: v for k, v in theirs.config.to_diff_dict().items() if k != "dtype"
     }
+
+
+def test_concurrent_first_use_imports_once(tmp_path, monkeypatch):
+    """accelerate launch / torchrun ranks resolving the same .gguf at once: one imports, the rest wait
+    for it (before the lock, a second rank's rename onto the finished directory failed)."""
+    import threading
+    import time
+
+    import edgedistill.gguf_import as gi
+    from edgedistill.atomic import atomic_dir
+    from edgedistill.models import resolve_model_dir
+
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path / "cache"))
+    gguf_file = tmp_path / "m.gguf"
+    gguf_file.write_bytes(b"GGUF" + b"\0" * 60)
+    calls = []
+
+    def slow_import(src, out):
+        calls.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for every other thread to arrive meanwhile
+        with atomic_dir(out) as tmp:
+            (tmp / "config.json").write_text("{}")
+
+    monkeypatch.setattr(gi, "import_gguf", slow_import)
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(resolve_model_dir(gguf_file, "teacher"))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(calls) == 1
+    assert len(set(results)) == 1 and (results[0] / "config.json").exists()

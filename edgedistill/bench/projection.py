@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from edgedistill.artifacts import Artifact
 from edgedistill.targets import TargetProfile, kv_cache_bytes
@@ -50,11 +51,15 @@ def _params_from_config(c: dict) -> tuple[int, int]:
     return total, 0 if tied else v * h
 
 
-def _onnx_embedding_bytes(model_file) -> int | None:
-    """Stored bytes of the input-embedding table of an ONNX decoder: the initializer a Gather reads.
+def _onnx_gathered_bytes(model_file) -> int | None:
+    """Stored bytes of the tables an ONNX decoder only gathers rows from (the input embedding).
 
-    Weight-only int4 (MatMulNBits) leaves it in float, so the average bytes per parameter would
-    undercount it badly.
+    A decode step reads one row of such a table, not all of it. Read from the graph rather than from
+    config.json because the graph is what runs: weight-only int4 (MatMulNBits) leaves the embedding in
+    float (so an average bytes-per-parameter would undercount it badly) and gives a tied LM head its
+    own quantized copy, while onnxruntime-genai may share one quantized table between
+    ``GatherBlockQuantized`` and the LM head (then it is read in full every step and is not counted
+    here). None when the file cannot be read.
     """
     try:
         import onnx
@@ -63,15 +68,34 @@ def _onnx_embedding_bytes(model_file) -> int | None:
         m = onnx.load(str(model_file), load_external_data=False)
     except Exception:
         return None
-    inits = {i.name: i for i in m.graph.initializer}
+    inits = {i.name: i for i in m.graph.initializer if len(i.dims) >= 2}
+    gathered, used_otherwise = set(), set()
     for node in m.graph.node:
-        if node.op_type in ("Gather", "GatherBlockQuantized") and node.input and node.input[0] in inits:
-            t = inits[node.input[0]]
-            n = 1
-            for d in t.dims:
-                n *= d
-            return n * tensor_dtype_to_np_dtype(t.data_type).itemsize
-    return None
+        for pos, name in enumerate(node.input):
+            if name not in inits:
+                continue
+            # Gather's data is input 0; GatherBlockQuantized's data, scales and zero points are 0, 2, 3
+            if (node.op_type == "Gather" and pos == 0) or (node.op_type == "GatherBlockQuantized" and pos != 1):
+                gathered.add(name)
+            else:
+                used_otherwise.add(name)
+    total = 0
+    for name in gathered - used_otherwise:
+        t = inits[name]
+        n = 1
+        for d in t.dims:
+            n *= d
+        itemsize = tensor_dtype_to_np_dtype(t.data_type).itemsize
+        total += n * itemsize // (2 if t.data_type in (onnx.TensorProto.UINT4, onnx.TensorProto.INT4) else 1)
+    return total
+
+
+def _onnx_decoder_file(artifact: Artifact) -> Path:
+    """The decoder graph: the artifact's .onnx file, or the one genai_config.json names."""
+    if artifact.format == "ort-genai":
+        cfg = json.loads((artifact.path / "genai_config.json").read_text())
+        return artifact.path / cfg["model"]["decoder"].get("filename", "model.onnx")
+    return artifact.main_file
 
 
 def model_shape(artifact: Artifact) -> ModelShape:
@@ -98,8 +122,10 @@ def model_shape(artifact: Artifact) -> ModelShape:
                   if p.suffix in (".safetensors", ".bin", ".onnx", ".data", ".onnx_data") or p.name.endswith(".onnx.data"))
     weights = weights or artifact.size_bytes()
     embed_bytes = embed * weights / params  # average bytes per parameter, unless the graph says better
-    if embed and fmt == "onnx":
-        embed_bytes = _onnx_embedding_bytes(artifact.main_file) or embed_bytes
+    if fmt in ("onnx", "ort-genai"):
+        graph_says = _onnx_gathered_bytes(_onnx_decoder_file(artifact))
+        if graph_says is not None:
+            embed_bytes = graph_says
     return ModelShape(
         params=params, weight_bytes=weights,
         bytes_read_per_token=int(weights - embed_bytes),

@@ -24,6 +24,7 @@ import torch
 
 from edgedistill.atomic import read_jsonl_records
 from edgedistill.errors import DataError, EdgeDistillError
+from edgedistill.tasks import render_plain
 
 IGNORE = -100
 
@@ -120,14 +121,16 @@ def load_examples(path: str | Path) -> LoadedData:
 
 
 def prompt_ids(tokenizer, ex: Example) -> list[int]:
+    """The prompt as the teacher saw it: its ``messages`` (generate writes the conversation it sent,
+    task template included) through the chat template, or rendered as plain text for a tokenizer
+    without one, exactly as teachers and ``edgedistill eval`` render it."""
+    messages = ex.messages or [{"role": "user", "content": ex.prompt}]
     if getattr(tokenizer, "chat_template", None):
-        messages = ex.messages or [{"role": "user", "content": ex.prompt}]
         ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if isinstance(ids, dict):  # newer transformers may return a BatchEncoding
             ids = ids["input_ids"]
         return list(ids)
-    text = ex.prompt if ex.prompt is not None else "\n".join(m["content"] for m in ex.messages)
-    return list(tokenizer(text)["input_ids"])
+    return list(tokenizer(render_plain(messages))["input_ids"])
 
 
 def tokenize_examples(tokenizer, examples: list[Example], max_length: int) -> TokenizedData:

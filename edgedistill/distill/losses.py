@@ -22,6 +22,7 @@ them: peak logits memory is O(chunk x vocab) instead of O(batch x seq x vocab).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -55,7 +56,13 @@ def _plogratio(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
 
 
 def forward_kl(student_logp: torch.Tensor, teacher_logp: torch.Tensor, beta: float = 0.5) -> torch.Tensor:
-    return _plogratio(teacher_logp, student_logp)
+    # sum P log P - sum P log Q. The first term does not depend on the student, so it is computed
+    # without autograd; the graph then holds one product (backward: -P) instead of the four
+    # vocabulary-sized intermediates of _plogratio's where/exp/sub/mul chain.
+    with torch.no_grad():
+        p = teacher_logp.exp()
+        neg_entropy = torch.where(p > 0, p * teacher_logp, torch.zeros_like(p)).sum(-1)
+    return neg_entropy - (p * student_logp).sum(-1)
 
 
 def reverse_kl(student_logp: torch.Tensor, teacher_logp: torch.Tensor, beta: float = 0.5) -> torch.Tensor:
@@ -109,6 +116,8 @@ def topk_bins(student_logp: torch.Tensor, teacher: TopKTeacher) -> tuple[torch.T
     index = teacher.index.long()
     s_top = student_logp.gather(-1, index)
     s_rest = student_logp.scatter(-1, index, float("-inf")).logsumexp(-1, keepdim=True)
+    # k = the whole vocabulary leaves no remainder (log-mass -inf); a finite floor keeps 0 * log q at 0
+    s_rest = s_rest.clamp(min=torch.finfo(s_rest.dtype).min)
     t_top = teacher.logp.float()
     t_mass = t_top.exp().sum(-1, keepdim=True)
     t_rest = torch.where(t_mass < 1.0 - 1e-6, torch.log1p(-t_mass.clamp(max=1.0 - 1e-6)),
@@ -125,15 +134,22 @@ def apply_head(head: Callable[[torch.Tensor], torch.Tensor], hidden: torch.Tenso
     return logits
 
 
-def _chunk_loss(spec: LossSpec, s_head, n_vocab: int, temperature: float, beta: float, s_softcap,
+def _chunk_loss(spec: LossSpec, s_head, n_vocab: int, temperature: float, alpha: float, beta: float, s_softcap,
                 t_softcap, h_s: torch.Tensor, targets: torch.Tensor, t_a: torch.Tensor | None,
                 t_b: torch.Tensor | None, t_head) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of CE, sum of KD) over one chunk of positions."""
     logits = apply_head(s_head, h_s, n_vocab, s_softcap)
-    ce = F.cross_entropy(logits, targets, reduction="sum")
     if not spec.uses_teacher_logits or t_a is None:
+        ce = F.cross_entropy(logits, targets, reduction="sum")
         return ce, torch.zeros((), device=ce.device, dtype=ce.dtype)
     s_logp = F.log_softmax(logits / temperature, dim=-1)
+    if temperature == 1.0:  # CE is read off the same log-softmax: no second vocabulary-wide pass
+        ce = -s_logp.gather(-1, targets[:, None]).sum()
+    else:
+        # With alpha = 1 the CE term has zero weight: compute it for the log only, outside autograd,
+        # so the backward pass does not run a second log-softmax for nothing.
+        with torch.no_grad() if alpha >= 1.0 else contextlib.nullcontext():
+            ce = F.cross_entropy(logits, targets, reduction="sum")
     if t_head is not None:  # full teacher: its hidden states -> logits
         with torch.no_grad():
             t_logp = F.log_softmax(apply_head(t_head, t_a, n_vocab, t_softcap) / temperature, dim=-1)
@@ -179,7 +195,7 @@ def chunked_response_loss(
             t_a, t_b, t_head = teacher.logp[sl], teacher.index[sl], None
         else:
             t_a = t_b = t_head = None
-        args = (spec, student_head, n_vocab, temperature, beta, student_softcap, teacher_softcap,
+        args = (spec, student_head, n_vocab, temperature, alpha, beta, student_softcap, teacher_softcap,
                 student_hidden[sl], targets[sl], t_a, t_b, t_head)
         if use_ckpt:
             ce, kd = checkpoint(_chunk_loss, *args, use_reentrant=False)

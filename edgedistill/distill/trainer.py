@@ -239,6 +239,16 @@ def latest_checkpoint(work: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def _fused_adamw_ok(params: list[torch.nn.Parameter]) -> bool:
+    """Whether torch's fused AdamW kernel (CPU and CUDA, torch >= 2.4) can update these parameters.
+
+    It updates each tensor in one pass instead of a dozen elementwise ops: on 2 CPU cores a 59M-parameter
+    step took 34 ms instead of 196 ms, a fifth of a whole distillation step at batch 2. (HF Trainer's
+    default optimizer, adamw_torch_fused, is the same kernel.)
+    """
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+
+
 def params_checksum(module: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
@@ -273,7 +283,16 @@ def distill(config: DistillConfig) -> DistillSummary:
 
     use_cuda = torch.cuda.is_available() and not cfg.cpu
     mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if use_cuda else "no")
-    accelerator = Accelerator(mixed_precision=mp, cpu=not use_cuda)
+    try:
+        accelerator = Accelerator(mixed_precision=mp, cpu=not use_cuda)
+    except ValueError as exc:  # accelerate's process-wide state was set up differently by an earlier run
+        if "already been initialized" not in str(exc):
+            raise
+        raise ConfigError(
+            f"mixed_precision={mp!r} differs from an earlier distillation in this Python process; "
+            "accelerate fixes it once per process",
+            hint="run each distillation with a different precision in its own process (e.g. one CLI call each)",
+        ) from None
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     is_main = accelerator.is_main_process
     set_seed(cfg.seed)
@@ -348,7 +367,8 @@ def distill(config: DistillConfig) -> DistillSummary:
     student.train()
     model = StudentWithLoss(student, spec, n_vocab, cfg, teacher)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                  fused=_fused_adamw_ok(params))
     plan = build_plan(train_idx, cfg, world)
     total_steps = len(plan)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)

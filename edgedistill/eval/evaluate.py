@@ -36,6 +36,7 @@ from edgedistill.atomic import atomic_write_json
 from edgedistill.config import require
 from edgedistill.errors import DataError, EdgeDistillError
 from edgedistill.eval import metrics as M
+from edgedistill.tasks import render_plain
 
 
 @dataclass
@@ -118,7 +119,7 @@ class PromptFormat:
 
     def text(self, messages: list[dict]) -> str:
         if self._render is None:
-            return "\n\n".join(m["content"] for m in messages) + "\n\n"
+            return render_plain(messages)
         return self._render(messages)
 
     def add_special_tokens(self, prompt_text: str) -> bool:

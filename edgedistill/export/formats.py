@@ -43,11 +43,20 @@ class ExportOptions:
     """Options a format may use; every format ignores what does not apply to it."""
 
     int4_block_size: int = field(default=32, metadata={"help": "Block size of weight-only int4 (MatMulNBits)."})
-    int4_accuracy_level: int = field(
-        default=0, metadata={"help": "MatMulNBits accuracy_level (0 = fp32 compute; 4 = int8 compute, faster, less exact)."}
+    int4_accuracy_level: int | None = field(
+        default=None,
+        metadata={"help": "MatMulNBits accuracy_level (0 = fp32 compute; 4 = int8 compute, faster, less exact); "
+                          "None: 4 for int4 (its 4-bit weight error dominates, so level 4 costs no measured "
+                          "accuracy and decodes 2-3x faster) and 0 for ort-genai's int8 (where level 4 doubles KL)."},
     )
     imatrix: Path | None = field(default=None, metadata={"help": "llama.cpp importance matrix file for K-quants."})
     opset: int | None = field(default=None, metadata={"help": "ONNX opset (None: exporter default)."})
+
+    def accuracy_level(self, quant: str) -> int:
+        """The MatMulNBits accuracy_level used for ``quant`` (int4 / int8 weight-only types)."""
+        if self.int4_accuracy_level is not None:
+            return self.int4_accuracy_level
+        return 4 if quant == "int4" else 0
 
 
 class ExportFormat(ABC):

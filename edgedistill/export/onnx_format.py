@@ -20,7 +20,8 @@ Quantization types:
   every MatMul with a constant weight, activations quantized on the fly (DynamicQuantizeMatMul /
   MatMulInteger). Attention score MatMuls stay float.
 * ``int4`` - weight-only block-wise int4 (``MatMulNBits``, ``MatMulNBitsQuantizer``), block size
-  ``options.int4_block_size``, compute precision ``options.int4_accuracy_level``.
+  ``options.int4_block_size``, compute precision ``options.accuracy_level("int4")`` (default 4: int8
+  compute).
 
 Thresholds are measured, see docs/export-onnx.md and benchmarks/onnx_quant_figures.py.
 """
@@ -102,7 +103,7 @@ def check_quant_options(fmt: ExportFormat, quant: str, options: ExportOptions) -
             f"options.int4_block_size = {options.int4_block_size} is not supported; "
             f"valid: {', '.join(map(str, VALID_INT4_BLOCK_SIZES))}"
         )
-    if options.int4_accuracy_level not in VALID_ACCURACY_LEVELS:
+    if options.int4_accuracy_level is not None and options.int4_accuracy_level not in VALID_ACCURACY_LEVELS:
         raise EdgeDistillError(
             f"options.int4_accuracy_level = {options.int4_accuracy_level} is not supported; valid: 0 (fp32 compute), "
             "1 (fp32), 2 (fp16), 3 (bf16), 4 (int8 compute)"
@@ -140,7 +141,7 @@ class OnnxFormat(ExportFormat):
             else:
                 _quantize_int4(stage / MODEL_FILE, out_dir / MODEL_FILE, options)
                 info["quantization"] = {"method": "MatMulNBits", "bits": 4, "block_size": options.int4_block_size,
-                                        "accuracy_level": options.int4_accuracy_level, "symmetric": True}
+                                        "accuracy_level": options.accuracy_level("int4"), "symmetric": True}
             shutil.rmtree(stage)
         info["opset"] = _opset(out_dir / MODEL_FILE)
         return info
@@ -237,7 +238,7 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
         bits=4,
         block_size=options.int4_block_size,
         is_symmetric=True,
-        accuracy_level=options.int4_accuracy_level or None,
+        accuracy_level=options.accuracy_level("int4") or None,
         op_types_to_quantize=("MatMul",),
     )
     # The quantizer logs one INFO line per node it skips (thousands on a real model).

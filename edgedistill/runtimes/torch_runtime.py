@@ -57,3 +57,40 @@ class TorchRuntime(Runtime):
                 if tok in eos:
                     return
                 inp = torch.tensor([[tok]])
+
+    def greedy_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """Greedy continuations of several prompts at once (left-padded batch, ``generate``).
+
+        Each ends after its EOS or at ``max_new_tokens``. A padded batch runs other kernel shapes than
+        one prompt alone, so a near-tie may break the other way than in ``greedy``; callers that need
+        the unbatched answer check it (see ``export.verify.build_reference``).
+        """
+        torch = self._torch
+        from transformers import GenerationConfig
+
+        if not prompts:
+            return []
+        eos = sorted(self.eos_token_ids)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos[0]
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        # An explicit config: the model's own generation_config may ask for sampling or a penalty.
+        config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, min_new_tokens=0,
+                                  eos_token_id=eos, pad_token_id=pad,
+                                  bos_token_id=self.model.generation_config.bos_token_id)
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # generate() reports every default it fills in from the model
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+        finally:
+            hf_logging.set_verbosity(level)
+        result = []
+        for row in out[:, width:].tolist():
+            cut = next((i + 1 for i, t in enumerate(row) if t in self.eos_token_ids), len(row))
+            result.append(row[:cut])
+        return result
+

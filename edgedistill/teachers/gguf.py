@@ -15,7 +15,7 @@ import numpy as np
 
 from edgedistill.errors import EdgeDistillError
 from edgedistill.teachers.base import Completion, SamplingConfig, Teacher, TeacherConfig, teacher_id
-from edgedistill.teachers.hf import render_plain
+from edgedistill.tasks import render_plain
 
 
 class _TopKRecorder:

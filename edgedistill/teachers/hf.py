@@ -7,12 +7,8 @@ turns' contents separated by blank lines), which suits base models.
 from __future__ import annotations
 
 from edgedistill.errors import EdgeDistillError
+from edgedistill.tasks import render_plain
 from edgedistill.teachers.base import Completion, SamplingConfig, Teacher, TeacherConfig, teacher_id
-
-
-def render_plain(conversation: list[dict]) -> str:
-    """Prompt text for a tokenizer without a chat template."""
-    return "\n\n".join(m["content"] for m in conversation) + "\n\n"
 
 
 class HFTeacher(Teacher):
