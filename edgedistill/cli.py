@@ -210,12 +210,15 @@ def distill_cmd(keep_layers, **options):
 @click.option("--int4-accuracy-level", type=int, default=None,
               help="ONNX MatMulNBits accuracy_level: 0 = fp32 compute, 4 = int8 compute "
                    "[default: 4 for int4, 0 for ort-genai int8].")
+@click.option("--int4-float-embeddings", is_flag=True,
+              help="onnx:int4: keep the embedding table float32 instead of int4 (larger file, exact lookup).")
 @click.option("--imatrix", metavar="FILE", help="llama.cpp importance matrix for GGUF K-quants.")
 @click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly_errors
 def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_dir, name, no_verify, discard_failed,
-               overwrite, new_tokens, threads, int4_block_size, int4_accuracy_level, imatrix, opset, as_json):
+               overwrite, new_tokens, threads, int4_block_size, int4_accuracy_level, int4_float_embeddings, imatrix,
+               opset, as_json):
     """Export MODEL (HF directory or .gguf) to verified ONNX / onnxruntime-genai / GGUF artifacts.
 
     Every artifact is built in a temporary directory, loaded in its own runtime, compared with the
@@ -245,6 +248,7 @@ def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_
         verify=not no_verify, keep_failed=not discard_failed, overwrite=overwrite, new_tokens=new_tokens,
         threads=threads,
         options=ExportOptions(int4_block_size=int4_block_size, int4_accuracy_level=int4_accuracy_level,
+                              int4_embeddings=not int4_float_embeddings,
                               imatrix=imatrix, opset=opset),
     )
     try:

@@ -96,7 +96,9 @@ def test_export_and_verify(arch, fmt, quant, tiny_model_factory, tmp_path):
     if fmt == "onnx":
         import onnx
 
-        onnx.checker.check_model(str(art.path / "model.onnx"))
+        # full_check: int4 raises the graph to opset 21 (GatherBlockQuantized's int4 table), which the
+        # quantizer warns "may not be a valid model"; the checker with shape inference says whether it is
+        onnx.checker.check_model(str(art.path / "model.onnx"), full_check=True)
     elif fmt == "ort-genai":
         import onnxruntime_genai as og
 

@@ -142,6 +142,7 @@ def test_unsupported_architecture_is_a_clean_error(tmp_path):
 @pytest.mark.parametrize("options,needle", [
     (ExportOptions(int4_block_size=48), "int4_block_size"),
     (ExportOptions(int4_accuracy_level=7), "int4_accuracy_level"),
+    (ExportOptions(opset=14), "needs opset >= 18"),
 ])
 def test_bad_options_are_clean_errors(tiny_llama, tmp_path, options, needle):
     with pytest.raises(EdgeDistillError, match=needle):
@@ -161,12 +162,28 @@ def test_accuracy_level_defaults_per_quant_type():
     assert ExportOptions(int4_accuracy_level=4).accuracy_level("int8") == 4
 
 
-def test_projection_excludes_the_float_embedding_int4_leaves(cache, tiny_model_factory):
-    """MatMulNBits quantizes the LM head but leaves the Gather's table in float32: one row per step."""
+def test_int4_quantizes_the_embedding_table_unless_asked_not_to(cache, tiny_model_factory):
+    """Default: the input embedding becomes GatherBlockQuantized (int4 blocks along the hidden axis), and
+    the projection excludes that table (one row read per step) from the bytes a decode step reads."""
     from edgedistill.artifacts import detect_artifact
     from edgedistill.bench.projection import model_shape
 
-    path, _ = cache.artifact("onnx", "llama", "int4")
     cfg = json.loads((tiny_model_factory("llama") / "config.json").read_text())
+    vocab, hidden = cfg["vocab_size"], cfg["hidden_size"]
+    path, info = cache.artifact("onnx", "llama", "int4")
+    ops = FORMATS.get("onnx").describe(path)["op_types"]
+    assert ops.get("com.microsoft.GatherBlockQuantized") == 1
+    assert info["quantization"]["embeddings"].startswith("int4")
+    int4_table = vocab * hidden // 2 + vocab * (hidden // 32) * 4  # packed int4 + one fp32 scale per 32
     shape = model_shape(detect_artifact(path))
-    assert shape.bytes_read_per_token == shape.weight_bytes - cfg["vocab_size"] * cfg["hidden_size"] * 4
+    assert shape.bytes_read_per_token == shape.weight_bytes - int4_table
+
+    opts = ExportOptions(int4_embeddings=False)
+    fpath, finfo = cache.artifact("onnx", "llama", "int4", opts)
+    assert "com.microsoft.GatherBlockQuantized" not in FORMATS.get("onnx").describe(fpath)["op_types"]
+    assert finfo["quantization"]["embeddings"] == "float32"
+    fshape = model_shape(detect_artifact(fpath))
+    assert fshape.bytes_read_per_token == fshape.weight_bytes - vocab * hidden * 4  # float32 table
+    assert shape.weight_bytes < fshape.weight_bytes - vocab * hidden * 3
+    v = cache.verify("onnx", "llama", "int4", opts)
+    assert v.passed, v.failures

@@ -72,6 +72,7 @@ class ExportConfig:
     options: ExportOptions = field(default_factory=ExportOptions, metadata={"help": "Format options: "
                                                                                     "int4_block_size, "
                                                                                     "int4_accuracy_level, "
+                                                                                    "int4_embeddings, "
                                                                                     "imatrix, opset."})
 
     def __post_init__(self):
