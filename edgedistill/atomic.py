@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -55,6 +56,18 @@ def default_mode(directory: bool) -> int:
     """The mode ``open``/``mkdir`` would give under the user's umask (mkstemp/mkdtemp make 0600/0700,
     which would hide artifacts from a serving process or a teammate)."""
     return (0o777 if directory else 0o666) & ~_umask()
+
+
+def apply_umask(tree: Path) -> None:
+    """Give every file and directory under ``tree`` the mode the umask gives a new one (execute bits
+    kept). Libraries that write through their own temp files (safetensors: 0600) would otherwise leave
+    weights that a serving process or a teammate cannot read."""
+    for p in [tree, *tree.rglob("*")]:
+        if p.is_symlink():
+            continue
+        is_dir = p.is_dir()
+        old = stat.S_IMODE(p.stat().st_mode)
+        os.chmod(p, default_mode(is_dir) | (0 if is_dir else old & 0o111 & ~_umask()))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -168,15 +181,16 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False, made_by: tuple
     so only an earlier edgedistill output is ever replaced. On any exception (including
     KeyboardInterrupt) the temporary directory is removed and ``final`` is untouched. The temp name
     starts with '.' and ends with '.partial' so a leftover from a kill -9 is easy to recognise;
-    :func:`clean_partials` removes those. The new directory gets the user's umask, not mkdtemp's 0700.
+    :func:`clean_partials` removes those. Everything in the new directory gets the user's umask
+    (not mkdtemp's 0700 or a library's 0600).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     check_output_dir(final, made_by, overwrite, same_run)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
-        os.chmod(tmp, default_mode(directory=True))
         yield tmp
+        apply_umask(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)

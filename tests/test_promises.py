@@ -100,14 +100,20 @@ def test_export_overwrite_refuses_a_non_artifact_directory(tmp_path, tiny_llama)
 
 
 def test_outputs_follow_the_umask(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
     old = os.umask(0o022)
     try:
         with atomic_dir(tmp_path / "d") as tmp:
             atomic_write_text(tmp / "w.bin", "x")
+            save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))  # safetensors itself writes 0600
+        atomic_write_text(tmp_path / "f.json", "{}")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
-    assert stat.S_IMODE((tmp_path / "d" / "w.bin").stat().st_mode) == 0o644
+    for f in ("d/w.bin", "d/model.safetensors", "f.json"):
+        assert stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o644, f
 
 
 # --- nothing a file contains runs ------------------------------------------------------------------

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgedistill.atomic import atomic_dir, check_output_dir, clean_partials
+from edgedistill.atomic import apply_umask, atomic_dir, check_output_dir, clean_partials
 from edgedistill.config import require, to_dict
 from edgedistill.errors import EdgeDistillError, VerificationError
 from edgedistill.export.formats import FORMATS, ExportOptions
@@ -305,6 +305,7 @@ def _export_one(config, source, source_sha, fmt_name, quant, final: Path, refere
                 if config.keep_failed:
                     # take the files out of the temp dir before atomic_dir would publish it
                     shutil.rmtree(failed_dir, ignore_errors=True)
+                    apply_umask(tmp)
                     os.replace(tmp, failed_dir)
                     tmp.mkdir()
                     kept = failed_dir
