@@ -99,6 +99,18 @@ def test_export_overwrite_refuses_a_non_artifact_directory(tmp_path, tiny_llama)
     assert (victim / "plan.md").read_text() == "keep"
 
 
+def test_a_stale_topk_cache_dir_loses_only_the_caches_own_files(tmp_path, tiny_llama):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "meta.json").write_text('{"built": "for other data"}')
+    (cache / "notes.txt").write_text("keep")
+    distill(DistillConfig(student=str(tiny_llama), teacher=str(tiny_llama), data=str(make_data(tmp_path / "d.jsonl")),
+                          out=str(tmp_path / "o"), loss="forward_kl", teacher_topk=4, topk_cache_dir=str(cache),
+                          max_steps=1))
+    assert (cache / "notes.txt").read_text() == "keep"
+    assert json.loads((cache / "meta.json").read_text())["k"] == 4  # rebuilt for this data
+
+
 def test_outputs_follow_the_umask(tmp_path):
     import torch
     from safetensors.torch import save_file
