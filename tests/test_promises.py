@@ -348,3 +348,22 @@ def test_a_failed_recipe_stage_is_recorded(tmp_path, tiny_llama, monkeypatch):
         R.run_recipe(path, log=lambda s: None)
     stage = json.loads((out / "state.json").read_text())["stages"]["generate"]
     assert stage["status"] == "failed" and stage["error"] == "p.jsonl:1: a clean error"
+
+
+def test_no_code_path_can_unpickle_or_run_remote_code():
+    """A static guard: every torch.load is weights_only=True and no unpickling / remote-code call exists."""
+    import re
+    from pathlib import Path
+
+    import edgedistill
+
+    banned = re.compile(r"weights_only\s*=\s*False|pickle\.loads?\(|trust_remote_code\s*=\s*True|allow_pickle\s*=\s*True"
+                        r"|yaml\.(unsafe_)?load\(|yaml\.Loader|marshal\.loads?\(|dill\.|joblib\.load")
+    found = []
+    for f in Path(edgedistill.__file__).parent.rglob("*.py"):
+        text = f.read_text()
+        found += [f"{f.name}: {m.group(0)}" for m in banned.finditer(text)]
+        for call in re.finditer(r"torch\.load\(([^)]*)\)", text):
+            if "weights_only=True" not in call.group(1):
+                found.append(f"{f.name}: torch.load without weights_only=True")
+    assert not found, found
