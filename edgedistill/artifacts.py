@@ -8,11 +8,12 @@ Face model directory (the PyTorch baseline).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import EdgeDistillError, VerificationError
 
 # format name -> runtime name (see edgedistill.runtimes)
 FORMAT_RUNTIME = {
@@ -104,3 +105,39 @@ def _check_gguf_magic(f: Path) -> None:
     with open(f, "rb") as fh:
         if fh.read(4) != b"GGUF":
             raise EdgeDistillError(f"{f} is not a GGUF file (bad magic); it may be corrupt or truncated")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_files(artifact_dir: Path, manifest: dict) -> list[str]:
+    """Problems found comparing the files on disk with the manifest (empty when intact)."""
+    problems = []
+    for rel, info in (manifest.get("files") or {}).items():
+        f = artifact_dir / rel
+        if not f.is_file():
+            problems.append(f"{rel}: missing")
+        elif f.stat().st_size != info.get("bytes"):
+            problems.append(f"{rel}: {f.stat().st_size} bytes, manifest says {info.get('bytes')}")
+        elif sha256_file(f) != info.get("sha256"):
+            problems.append(f"{rel}: sha256 differs from the manifest")
+    return problems
+
+
+def verify_manifest_hashes(art: Artifact) -> None:
+    """Refuse an export artifact whose files no longer match its manifest (copied badly, corrupted,
+    edited): measuring it would report figures for something that is not what was verified."""
+    if not art.manifest.get("files") or not art.path.is_dir():
+        return  # a bare .gguf, an HF directory or an unfinished artifact has no hashes to check
+    problems = check_files(art.path, art.manifest)
+    if problems:
+        raise VerificationError(
+            f"artifact {art.path}: files do not match its manifest.json ({len(problems)} problem(s), first: "
+            f"{problems[0]})",
+            hint="export it again, or pass --no-verify-hashes to measure it anyway",
+        )

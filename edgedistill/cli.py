@@ -153,6 +153,7 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
 @click.option("--save-every", type=int, default=0, show_default=True, help="Checkpoint every N steps (0 = never).")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the work directory.")
 @click.option("--work-dir", metavar="DIR", help="Checkpoints, log and caches (default: <out>.work).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier distill output in --out made with other settings.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--mixed-precision", default="auto", show_default=True, help="auto (bf16 on CUDA), bf16, fp16, no.")
 @click.option("--cpu", is_flag=True, help="Train on the CPU even where CUDA is available.")
@@ -280,6 +281,12 @@ def inspect_cmd(artifact, as_json, no_check):
 
     info = inspect_artifact(artifact, check=not no_check)
     click.echo(_json.dumps(info, indent=2, default=str, ensure_ascii=False) if as_json else format_report(info))
+    problems = (info.get("integrity") or {}).get("problems")
+    if problems:  # a damaged artifact must fail a script's check, not only read as PROBLEMS
+        from edgedistill.errors import VerificationError
+
+        raise VerificationError(f"{artifact}: {len(problems)} file(s) do not match manifest.json, first: {problems[0]}",
+                                hint="export it again; the files changed since they were verified")
 
 
 # [targets/bench]
@@ -378,9 +385,11 @@ def _percent(value: str) -> float:
               help="standalone: the runner's own minimal runtime adapters (what runs on a device without edgedistill).")
 @click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Extra directory searched first for profiles.")
 @click.option("--timeout", "timeout_s", default=1800.0, show_default=True, help="Longest one run may take (s).")
+@click.option("--no-verify-hashes", is_flag=True, help="Skip checking artifact files against their manifest first.")
 @friendly_errors
 def bench_run_cmd(artifacts, targets, prompt_len, gen_len, out, mode, threads, warmup, min_reps, min_duration_s,
-                  max_reps, cv_threshold, no_enforce_memory, no_static_check, impl, targets_dir, timeout_s):
+                  max_reps, cv_threshold, no_enforce_memory, no_static_check, impl, targets_dir, timeout_s,
+                  no_verify_hashes):
     """Latency and memory of ARTIFACT(s) per device profile: cold/warm load, time to first token,
     prefill and decode tokens/s, inter-token latency p50/p90/p99, peak RSS, plus projected ceilings.
 
@@ -405,7 +414,7 @@ def bench_run_cmd(artifacts, targets, prompt_len, gen_len, out, mode, threads, w
         artifacts=list(artifacts), targets=list(targets), targets_dir=targets_dir, prompt_lens=lens, gen_len=gen_len,
         warmup=warmup, min_reps=min_reps, min_duration_s=min_duration_s, max_reps=max_reps, cv_threshold=cv,
         mode=mode, threads=threads, enforce_memory=not no_enforce_memory, static_check=not no_static_check,
-        timeout_s=timeout_s, impl=impl, out=out,
+        timeout_s=timeout_s, impl=impl, out=out, verify_hashes=not no_verify_hashes,
     )
     report = bench(config)
     click.echo(report.summary())
@@ -489,9 +498,10 @@ def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
 @click.option("--threads", type=int, help="CPU threads per runtime.")
 @click.option("--prompt-field", metavar="NAME", help="Column holding the prompt.")
 @click.option("--reference-field", metavar="NAME", help="Column holding the reference.")
+@click.option("--no-verify-hashes", is_flag=True, help="Skip checking artifact files against their manifest first.")
 @friendly_errors
 def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_tokens, no_perplexity,
-             last_logits_perplexity, bench_reports, threads, prompt_field, reference_field):
+             last_logits_perplexity, bench_reports, threads, prompt_field, reference_field, no_verify_hashes):
     """Score models and exported artifacts on a test set, each through its own runtime.
 
     Prints a comparison table (quality, retention against the teacher, size, memory, speed) and,
@@ -519,7 +529,7 @@ def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_token
         names=list(names) or None, out=out, max_records=max_records, max_new_tokens=max_new_tokens,
         perplexity=not no_perplexity, last_logits_perplexity=last_logits_perplexity,
         bench=list(bench_reports) or None, threads=threads, prompt_field=prompt_field,
-        reference_field=reference_field,
+        reference_field=reference_field, verify_hashes=not no_verify_hashes,
     )
     report = evaluate(config)
     click.echo(markdown_table(report))

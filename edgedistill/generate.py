@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedistill.atomic import JsonlAppender, read_jsonl_records
+from edgedistill.atomic import JsonlAppender, check_writable_file, read_jsonl_records
 from edgedistill.config import require, to_dict
 from edgedistill.data import load_records
 from edgedistill.errors import ConfigError, EdgeDistillError
@@ -141,6 +141,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
         raise ConfigError(f"--out {out} is a directory; give a .jsonl file path")
     if out.exists() and data.exists() and out.resolve() == data.resolve():
         raise ConfigError(f"--out {out} is the input file; choose another output path")
+    check_writable_file(out)  # a permission problem must show now, not after the teacher has loaded
 
     # Cheap checks first (data, teacher path, existing output) so mistakes surface before a model loads.
     records = load_records(data, config.prompt_field, config.reference_field, config.split)

@@ -352,7 +352,14 @@ def run_recipe(path: str | Path, quick: bool = False, from_stage: str | None = N
         state["stages"][stage] = {"status": "running", "fingerprint": fp, "started_unix": time.time()}
         atomic_write_json(L.state, state)
         t0 = time.perf_counter()
-        outputs = STAGE_RUNNERS[stage](plan, log)
+        try:
+            outputs = STAGE_RUNNERS[stage](plan, log)
+        except BaseException as exc:  # record why it stopped, so state.json never claims "running" after
+            failed = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            state["stages"][stage].update(status=failed, error=getattr(exc, "message", None) or repr(exc),
+                                          seconds=round(time.perf_counter() - t0, 1), finished_unix=time.time())
+            atomic_write_json(L.state, state)
+            raise
         seconds = time.perf_counter() - t0
         state["stages"][stage] = {"status": "done", "fingerprint": fp, "seconds": round(seconds, 1),
                                   "finished_unix": time.time(), "outputs": outputs}
@@ -400,7 +407,7 @@ def _run_distill(plan: Plan, log) -> dict:
         log(f"  pruning the teacher to layers {keep} -> {L.pruned}")
         prune_layers(plan.teacher, keep, L.pruned)
         atomic_write_json(marker, wanted)
-    cfg = plan.config("distill")
+    cfg = plan.config("distill", overwrite=True)  # students/distilled is the recipe's own directory
     _, fn = _stage_class("distill")
     summary = fn(cfg)
     for line in (summary.describe() if hasattr(summary, "describe") else str(summary)).splitlines():

@@ -99,7 +99,7 @@ def test_resume_repeats_an_uninterrupted_run(tmp_path, models, data):
     distill(DistillConfig(out=str(tmp_path / "straight"), **common))
     first = distill(DistillConfig(out=str(tmp_path / "resumed"), stop_at_step=3, **common))
     assert not first.completed and not (tmp_path / "resumed").exists()
-    assert (tmp_path / "resumed.work" / "checkpoints" / "step-0000003" / "state.pt").exists()
+    assert (tmp_path / "resumed.work" / "checkpoints" / "step-0000003" / "train_state.pt").exists()
     with pytest.raises(ConfigError, match="learning_rate differ"):
         distill(DistillConfig(out=str(tmp_path / "resumed"), resume=True, **{**common, "learning_rate": 1e-3}))
     second = distill(DistillConfig(out=str(tmp_path / "resumed"), resume=True, **common))

@@ -130,9 +130,13 @@ def test_broken_weights_leave_nothing(tmp_path):
 def test_existing_output_needs_overwrite(tiny_gguf, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    _cli_fails(["import-gguf", str(tiny_gguf), "--out", str(out)], "already exists", "--overwrite")
+    (out / "keep.txt").write_text("mine")  # not an import: refused, --overwrite or not
+    _cli_fails(["import-gguf", str(tiny_gguf), "--out", str(out)], "not an earlier edgedistill output")
     assert (out / "keep.txt").read_text() == "mine"
+    done = tmp_path / "done"
+    assert CliRunner().invoke(main, ["import-gguf", str(tiny_gguf), "--out", str(done)]).exit_code == 0
+    _cli_fails(["import-gguf", str(tiny_gguf), "--out", str(done)], "earlier edgedistill output", "--overwrite")
+    assert CliRunner().invoke(main, ["import-gguf", str(tiny_gguf), "--out", str(done), "--overwrite"]).exit_code == 0
 
 
 def test_reader_metadata_and_tensors(tiny_gguf):

@@ -107,7 +107,7 @@ def test_resume_after_a_failed_stage_and_rerun_on_changed_settings(workdir, monk
     state = json.loads((out / "state.json").read_text())
     assert state["stages"]["generate"]["status"] == "done"
     assert state["stages"]["distill"]["status"] == "done"
-    assert state["stages"]["eval"]["status"] == "running"
+    assert state["stages"]["eval"]["status"] == "failed"
     monkeypatch.undo()
 
     logs: list[str] = []

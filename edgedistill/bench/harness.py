@@ -17,7 +17,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedistill.artifacts import Artifact, detect_artifact
+from edgedistill.artifacts import Artifact, detect_artifact, verify_manifest_hashes
+from edgedistill.atomic import check_writable_dir
 from edgedistill.config import one_of, require, to_dict
 from edgedistill.errors import EdgeDistillError
 from edgedistill.targets import TargetProfile, load_target
@@ -49,6 +50,8 @@ class BenchConfig:
     probe_host: bool = field(default=True, metadata={"help": "Measure this host's bandwidth/GFLOP/s (cached) for the host ceiling."})
     out: str = field(default="bench-results", metadata={"help": "Output directory: results.jsonl, results.csv, results.md, results.png."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+    verify_hashes: bool = field(default=True, metadata={"help": "Check an artifact's files against its manifest's "
+                                                                "sha256 sums before measuring it."})
 
     def __post_init__(self):
         if isinstance(self.artifacts, (str, os.PathLike)):
@@ -170,6 +173,11 @@ def bench(config: BenchConfig) -> BenchReport:
 
     # Everything that can be wrong with the input is checked before the first (slow) run.
     artifacts = [detect_artifact(a) for a in config.artifacts]
+    if config.verify_hashes:
+        for art in artifacts:
+            verify_manifest_hashes(art)
+    if config.out:
+        check_writable_dir(config.out)
     targets = [load_target(t, config.targets_dir) for t in config.targets]
     if config.mode == "emulate":  # on a device, the device's packages matter, not this host's
         for art in artifacts:

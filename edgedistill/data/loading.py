@@ -10,7 +10,9 @@ Rules (documented in docs/generate.md):
 
 - chat form: a ``messages`` list of ``{"role", "content"}``. A trailing assistant turn is the
   original answer: it is removed from the prompt and becomes ``reference`` unless one is given.
-- plain form: the text in ``prompt`` (or ``prompt_field``). Records with ``premise`` and
+- plain form: the text in ``prompt`` (or ``prompt_field``); a list of chat messages there is read as
+  the chat form, any other value that is not text (a number, a list of strings) is refused. Records
+  with ``premise`` and
   ``hypothesis`` (NLI data) and no prompt get ``"Premise: ...\\nHypothesis: ..."``.
 - ``reference`` (or ``reference_field``; also ``answer`` / ``label`` when present) is kept as text.
 - ``id``: the record's own ``id`` field when it has one, else a hash of the prompt, so a rerun on
@@ -202,8 +204,11 @@ def _text(value: Any) -> str | None:
 def _normalise(row: dict, where: str, prompt_field: str | None, reference_field: str | None) -> dict:
     fields = ", ".join(sorted(map(str, row))) or "(none)"
     rec: dict[str, Any] = {}
-    if prompt_field is None and "messages" in row and row["messages"] is not None:
-        messages = _check_messages(row["messages"], where)
+    name = prompt_field or "prompt"
+    raw = row.get(name)
+    chat_prompt = isinstance(raw, list) and bool(raw) and all(isinstance(m, dict) for m in raw)
+    if chat_prompt or (prompt_field is None and "messages" in row and row["messages"] is not None):
+        messages = _check_messages(raw if chat_prompt else row["messages"], where)
         if messages[-1]["role"] == "assistant":
             rec["reference"] = messages[-1]["content"]
             messages = messages[:-1]
@@ -211,8 +216,10 @@ def _normalise(row: dict, where: str, prompt_field: str | None, reference_field:
             raise DataError(f"{where}: 'messages' has no user turn to answer")
         rec["messages"] = messages
     else:
-        name = prompt_field or "prompt"
-        prompt = _text(row.get(name))
+        if raw is not None and not isinstance(raw, str):  # never send a list/number as its Python text
+            raise DataError(f"{where}: field {name!r} is a {type(raw).__name__} ({json.dumps(raw, default=str)[:60]}), not text",
+                            hint="give the prompt as a string, or as a list of {role, content} chat messages")
+        prompt = _text(raw)
         if prompt is None and prompt_field is None and "premise" in row and "hypothesis" in row:
             prompt = f"Premise: {_text(row['premise'])}\nHypothesis: {_text(row['hypothesis'])}"
         if prompt is None:

@@ -78,6 +78,9 @@ class DistillConfig:
                                                                       "checkpoint, as a time-boxed job would; rerun "
                                                                       "with resume=true to continue."})
     resume: bool = field(default=False, metadata={"help": "Continue from the newest checkpoint in work_dir."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing out that is an earlier distill "
+                                                             "output with other settings (a directory of other "
+                                                             "files is never replaced)."})
     work_dir: str | None = field(default=None, metadata={"help": "Checkpoints, training log and caches "
                                                                  "(default: <out>.work next to out)."})
     seed: int = field(default=0, metadata={"help": "Seed of initialisation, data order and dropout."})

@@ -3,7 +3,8 @@
 Accepted records (one JSON object per line):
 
 - ``edgedistill generate`` output: ``messages`` (the prompt as chat messages) or ``prompt``, plus
-  ``response``; records whose ``flags`` contain ``"empty"`` are skipped and counted.
+  ``response``; records whose ``flags`` contain ``"empty"`` or whose response is blank are skipped and
+  counted (when every response is empty the data is refused).
 - plain records: ``prompt`` + ``response`` (or ``completion``);
 - chat records: ``messages`` ending with an assistant turn (that turn is the response).
 
@@ -91,6 +92,8 @@ def _record_to_example(rec, path: Path, line: int) -> Example | None:
         )
     if not isinstance(response, str) or (prompt is not None and not isinstance(prompt, str)):
         raise DataError(f"{where}: 'prompt' and 'response' must be strings")
+    if not response.strip():  # nothing to learn from; counted with the flagged-empty ones
+        return None
     return Example(id=rid, messages=messages, prompt=prompt, response=response)
 
 
@@ -114,7 +117,8 @@ def load_examples(path: str | Path) -> LoadedData:
             out.append(ex)
     if not out:
         raise DataError(
-            f"training data {path} has no usable examples ({len(records)} records, {skipped} flagged empty)",
+            f"training data {path} has no usable examples ({len(records)} records, {skipped} with an empty "
+            "response)",
             hint="check the generate step's output",
         )
     return LoadedData(out, skipped, str(path))

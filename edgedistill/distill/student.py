@@ -88,7 +88,8 @@ def prune_layers(model_dir_or_model, keep_layers: list[int], out_dir: str | os.P
     student.generation_config = copy.deepcopy(model.generation_config)
 
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    # replaces an earlier pruned copy (a model directory), never a directory of other files
+    with atomic_dir(out_dir, overwrite=True, made_by=("config.json",)) as tmp:
         student.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

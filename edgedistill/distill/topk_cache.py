@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -103,7 +102,10 @@ def build_topk_cache(
             "shard_size": shard_size, **meta_extra}
     meta_file = cache_dir / "meta.json"
     if meta_file.exists() and json.loads(meta_file.read_text()) != meta:
-        shutil.rmtree(cache_dir)  # built for other data / teacher / k: start over
+        # built for other data / teacher / k: start over, deleting only the cache's own files
+        # (--topk-cache-dir may name a directory that holds other things too)
+        for f in [*cache_dir.glob("shard-*.safetensors"), meta_file]:
+            f.unlink()
     cache_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(meta_file, meta)
 

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import math
-import random
 import resource
 import shutil
 import time
@@ -32,8 +31,24 @@ from pathlib import Path
 
 import torch
 
-from edgedistill.atomic import JsonlAppender, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl_records
+from edgedistill.atomic import (
+    JsonlAppender,
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    check_output_dir,
+    read_jsonl_records,
+)
 from edgedistill.config import to_dict
+from edgedistill.distill.checkpoint import (
+    DISTILL_MARKERS,
+    is_same_run,
+    load_newest_checkpoint,
+    remove_checkpoints,
+    rng_state_json,
+    save_checkpoint_dir,
+    set_rng_state_json,
+)
 from edgedistill.distill.config import DistillConfig, loss_chunk_positions
 from edgedistill.distill.data import (
     IGNORE,
@@ -188,7 +203,7 @@ class StudentWithLoss(torch.nn.Module):
 
 # Settings that may differ between an interrupted run and its resumption (they do not change the result).
 RESUME_MAY_CHANGE = {"resume", "stop_at_step", "out", "work_dir", "rank_checksums", "eval_every", "save_every",
-                     "log_every", "cpu"}
+                     "log_every", "cpu", "overwrite"}
 
 
 def build_plan(train_idx: list[int], cfg: DistillConfig, world: int) -> list[list[list[int]]]:
@@ -213,25 +228,6 @@ def rank_slice(global_batch: list[int], rank: int, world: int) -> list[int]:
     if len(global_batch) < world:
         global_batch = (global_batch * world)[:world]
     return global_batch[rank::world]
-
-
-def _rng_state() -> dict:
-    import numpy as np
-
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import numpy as np
-
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def latest_checkpoint(work: Path) -> Path | None:
@@ -274,6 +270,8 @@ def distill(config: DistillConfig) -> DistillSummary:
     work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
 
     # 1. inputs, all checked before anything heavy happens
+    same_run = is_same_run(out, to_dict(cfg), RESUME_MAY_CHANGE)  # an earlier finish of this run is redone
+    check_output_dir(out, DISTILL_MARKERS, cfg.overwrite, same_run)  # never replace a user's directory
     loaded = load_examples(cfg.data)
     # the teacher is only opened when something needs it (a .gguf teacher is imported on first use)
     needs_teacher_dir = cfg.teacher and (spec.uses_teacher_logits or cfg.init_from_teacher)
@@ -327,7 +325,7 @@ def distill(config: DistillConfig) -> DistillSummary:
     if cfg.resume and ckpt is None and is_main:
         print(f"note: no checkpoint in {work / 'checkpoints'}; starting from step 0")
     if ckpt is None and is_main:  # a fresh run: forget old checkpoints and log
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        remove_checkpoints(work)
         (work / "train_log.jsonl").unlink(missing_ok=True)
     accelerator.wait_for_everyone()
 
@@ -377,7 +375,7 @@ def distill(config: DistillConfig) -> DistillSummary:
 
     start_step, resumed_from = 0, None
     if ckpt is not None:
-        state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+        ckpt, state = load_newest_checkpoint(work, note=print if is_main else None)
         changed = [k for k, v in state.get("config", {}).items()
                    if k not in RESUME_MAY_CHANGE and v != getattr(cfg, k, v)]
         if changed:
@@ -388,7 +386,7 @@ def distill(config: DistillConfig) -> DistillSummary:
         inner.student.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        set_rng_state_json(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
         start_step = resumed_from = state["step"]
         if is_main:  # drop log lines past the checkpoint (they are redone)
             kept = [r for r in read_jsonl_records(work / "train_log.jsonl") if r.get("step", 0) <= start_step]
@@ -434,11 +432,12 @@ def distill(config: DistillConfig) -> DistillSummary:
         return float(sums[0] / sums[1].clamp(min=1))
 
     def save_checkpoint(step: int) -> None:
-        rngs = accelerator.gather_for_metrics([_rng_state()], use_gather_object=True) if world > 1 else [_rng_state()]
-        if is_main:
-            with atomic_dir(work / "checkpoints" / f"step-{step:07d}") as tmp:
-                torch.save({"config": to_dict(cfg), "model": inner.student.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "rng": rngs, "step": step}, tmp / "state.pt")
+        rng = rng_state_json()
+        rngs = accelerator.gather_for_metrics([rng], use_gather_object=True) if world > 1 else [rng]
+        if is_main:  # tensors-only state (loads with weights_only=True) + JSON: nothing that unpickles code
+            save_checkpoint_dir(work / "checkpoints" / f"step-{step:07d}", step, to_dict(cfg),
+                                {"model": inner.student.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict()}, rngs)
             for old in sorted((work / "checkpoints").glob("step-*"))[:-2]:  # keep the newest two
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
@@ -517,14 +516,14 @@ def distill(config: DistillConfig) -> DistillSummary:
         if cfg.lora_r > 0:
             final = final.merge_and_unload()
         if is_main:
-            with atomic_dir(out) as tmp:
+            with atomic_dir(out, cfg.overwrite, DISTILL_MARKERS, same_run) as tmp:
                 final.save_pretrained(tmp, safe_serialization=True)
                 tokenizer.save_pretrained(tmp)
                 shutil.copyfile(work / "train_log.jsonl", tmp / "train_log.jsonl")
                 atomic_write_json(tmp / "distill_config.json", to_dict(cfg))
                 atomic_write_json(tmp / "distill_summary.json", asdict(summary))
             # checkpoints only serve interrupted runs; the finished model is in `out`
-            shutil.rmtree(work / "checkpoints", ignore_errors=True)
+            remove_checkpoints(work)
         accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edgedistill.artifacts import Artifact, detect_artifact
-from edgedistill.atomic import atomic_write_json
+from edgedistill.artifacts import Artifact, detect_artifact, verify_manifest_hashes
+from edgedistill.atomic import atomic_write_json, check_writable_dir
 from edgedistill.config import require
 from edgedistill.errors import DataError, EdgeDistillError
 from edgedistill.eval import metrics as M
@@ -69,6 +69,8 @@ class EvalConfig:
         "help": "Bench report JSON files whose latency / memory replace the light measurements of eval."})
     prompt_field: str | None = field(default=None, metadata={"help": "Column holding the prompt text."})
     reference_field: str | None = field(default=None, metadata={"help": "Column holding the reference."})
+    verify_hashes: bool = field(default=True, metadata={"help": "Check each export artifact's files against its "
+                                                                "manifest's sha256 sums before scoring."})
 
     def __post_init__(self):
         from edgedistill.tasks import TASKS
@@ -467,12 +469,17 @@ def evaluate(cfg: EvalConfig) -> EvalReport:
     """Score the teacher (when given) and every model; write the reports when ``cfg.out`` is set."""
     from edgedistill.eval.table import apply_bench, write_report
 
+    out = Path(cfg.out) if cfg.out else None
+    if out is not None:  # an unwritable --out must fail now, not after every model was scored
+        check_writable_dir(out)
+    if cfg.verify_hashes:  # a damaged artifact is refused before anything is scored
+        for path in ([cfg.teacher] if cfg.teacher else []) + list(cfg.models):
+            verify_manifest_hashes(detect_artifact(path))
     records = load_test_set(cfg)
     names = cfg.names or [_default_name(p) for p in cfg.models]
     entries = ([(cfg.teacher, cfg.teacher_name)] if cfg.teacher else []) + list(zip(cfg.models, names))
     fmt = find_prompt_format([p for p, _ in entries])
     prompts = [fmt.text(_messages(rec, cfg.task)) for rec in records]
-    out = Path(cfg.out) if cfg.out else None
     metric_names = task_metrics(cfg.task)
     results = []
     for path, name in tqdm(entries, desc="eval models", unit="model"):

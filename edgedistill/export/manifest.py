@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.atomic import atomic_write_json
-from edgedistill.export.source import SourceModel, sha256_file
+from edgedistill.artifacts import check_files, sha256_file  # noqa: F401  (check_files: re-exported)
+from edgedistill.export.source import SourceModel
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -95,15 +96,3 @@ def write_manifest(artifact_dir: Path, manifest: dict) -> Path:
     return atomic_write_json(artifact_dir / MANIFEST_NAME, manifest)
 
 
-def check_files(artifact_dir: Path, manifest: dict) -> list[str]:
-    """Problems found comparing the files on disk with the manifest (empty when intact)."""
-    problems = []
-    for rel, info in (manifest.get("files") or {}).items():
-        f = artifact_dir / rel
-        if not f.is_file():
-            problems.append(f"{rel}: missing")
-        elif f.stat().st_size != info.get("bytes"):
-            problems.append(f"{rel}: {f.stat().st_size} bytes, manifest says {info.get('bytes')}")
-        elif sha256_file(f) != info.get("sha256"):
-            problems.append(f"{rel}: sha256 differs from the manifest")
-    return problems

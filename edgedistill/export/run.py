@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edgedistill.atomic import atomic_dir, clean_partials
+from edgedistill.atomic import apply_umask, atomic_dir, check_output_dir, clean_partials
 from edgedistill.config import require, to_dict
 from edgedistill.errors import EdgeDistillError, VerificationError
 from edgedistill.export.formats import FORMATS, ExportOptions
@@ -37,6 +37,7 @@ from edgedistill.export.source import SourceModel, inspect_source
 from edgedistill.export.verify import VERIFY_PROMPTS, build_reference, thresholds_of, unloadable, verify_artifact
 
 MB = 2**20
+ARTIFACT_MARKERS = ("manifest.json",)  # an artifact directory (replaceable with --overwrite) has one
 
 
 @dataclass
@@ -191,6 +192,10 @@ def export(config: ExportConfig, log: Callable[[str], None] = _stderr) -> Export
         raise EdgeDistillError(f"--out {out} exists and is not a directory")
     name = config.name or source.name
     finals = {(f, q): out / f"{name}-{f}-{q}" for f, q in plan}
+    for p in finals.values():  # a directory that is not an artifact is never replaced, even with --overwrite
+        check_output_dir(p, ARTIFACT_MARKERS, overwrite=True, option="artifact directory")
+        check_output_dir(p.with_name(p.name + ".failed"), ARTIFACT_MARKERS, overwrite=True,
+                         option="artifact directory")
     existing = [str(p) for p in finals.values() if p.exists()]
     if existing and not config.overwrite:
         raise EdgeDistillError(
@@ -273,7 +278,7 @@ def _export_one(config, source, source_sha, fmt_name, quant, final: Path, refere
     verification = None
     kept = None
     try:
-        with atomic_dir(final, overwrite=True) as tmp:
+        with atomic_dir(final, overwrite=True, made_by=ARTIFACT_MARKERS) as tmp:
             t0 = time.perf_counter()
             format_info = fmt.write(source.path, tmp, quant, config.options) or {}
             t_export = time.perf_counter() - t0
@@ -300,6 +305,7 @@ def _export_one(config, source, source_sha, fmt_name, quant, final: Path, refere
                 if config.keep_failed:
                     # take the files out of the temp dir before atomic_dir would publish it
                     shutil.rmtree(failed_dir, ignore_errors=True)
+                    apply_umask(tmp)
                     os.replace(tmp, failed_dir)
                     tmp.mkdir()
                     kept = failed_dir

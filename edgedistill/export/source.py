@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 
+from edgedistill.artifacts import sha256_file  # noqa: F401  (re-exported: export.manifest uses it)
 from edgedistill.errors import EdgeDistillError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
@@ -43,14 +44,6 @@ class SourceModel:
         """sha256 per weight file (of the file the user gave, when it was a .gguf)."""
         files = [self.given] if self.given.is_file() else list(self.weight_files)
         return {f.name: sha256_file(f) for f in files}
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def inspect_source(model: str | Path) -> SourceModel:

@@ -6,9 +6,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgedistill.atomic import check_output_dir
 from edgedistill.config import one_of, require
 from edgedistill.errors import EdgeDistillError, VerificationError
-from edgedistill.gguf_import.importer import DTYPES, import_gguf
+from edgedistill.gguf_import.importer import DTYPES, IMPORT_MARKERS, import_gguf
 
 
 @dataclass
@@ -68,10 +69,9 @@ def run_import(config: ImportGGUFConfig) -> ImportSummary:
 
     src = _resolve_source(config.gguf)
     out = Path(config.out).expanduser()
-    if out.exists() and any(out.iterdir()) and not config.overwrite:
-        raise EdgeDistillError(f"{out} already exists and is not empty", hint="choose another --out or pass --overwrite")
+    check_output_dir(out, IMPORT_MARKERS, config.overwrite)  # before the (long) import, not after
     t0 = time.perf_counter()
-    import_gguf(src, out, dtype=config.dtype)
+    import_gguf(src, out, dtype=config.dtype, overwrite=config.overwrite)
     summary = ImportSummary(out=out, info=json.loads((out / "gguf_import.json").read_text()),
                             seconds=time.perf_counter() - t0)
     if config.verify:

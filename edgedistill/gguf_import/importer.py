@@ -32,6 +32,7 @@ SUPPORTED_ARCHITECTURES = (
     "nemotron", "phi3", "qwen2", "qwen2moe", "qwen3", "qwen3_moe", "stablelm", "starcoder2",
 )
 DTYPES = ("float32", "bfloat16", "float16")
+IMPORT_MARKERS = ("gguf_import.json",)  # what tells an earlier import (replaceable) from a user's directory
 
 # Texts llama.cpp treats as "end of generation" besides the eos token: used for generation_config.
 _EOG_TEXTS = frozenset(
@@ -138,13 +139,15 @@ def _load_weights(path: Path, gguf: GGUFFile, dtype: str, fast: bool | None = No
 
 
 def import_gguf(
-    gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32", fast: bool | None = None
+    gguf_path: str | os.PathLike, out_dir: str | os.PathLike, dtype: str = "float32", fast: bool | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a Hugging Face model directory for the GGUF file ``gguf_path`` at ``out_dir``; return it.
 
     ``dtype`` is the dtype of the saved weights (float32 keeps the dequantized values exactly).
     ``fast`` picks the weight loader: our single-pass one (default when transformers' GGUF internals
     are importable) or transformers' ``from_pretrained(gguf_file=...)`` (``fast=False``).
+    An existing ``out_dir`` is replaced only when it is an earlier import and ``overwrite`` is set.
     """
     if dtype not in DTYPES:
         raise EdgeDistillError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
@@ -175,8 +178,7 @@ def import_gguf(
     model.config._name_or_path = vocab.model_name or path.stem
 
     t2 = time.perf_counter()
-    with atomic_dir(out) as tmp:
-        os.chmod(tmp, 0o755)  # a temp dir is private (0700); the import is an ordinary model directory
+    with atomic_dir(out, overwrite=overwrite, made_by=IMPORT_MARKERS) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(
@@ -199,5 +201,4 @@ def import_gguf(
                 },
             },
         )
-        os.chmod(tmp / "gguf_import.json", 0o644)
     return out

@@ -99,6 +99,7 @@ class GGUFVocab:
     chat_template: str | None
     model_name: str
     context_length: int | None
+    source: str = ""  # the GGUF file, for messages
 
 
 def _opt_int(meta: dict, key: str) -> int | None:
@@ -151,6 +152,7 @@ def read_vocab(gguf: GGUFFile) -> GGUFVocab:
         chat_template=meta.get("tokenizer.chat_template"),
         model_name=str(meta.get("general.name", "")),
         context_length=None if context is None else int(context),
+        source=where,
     )
     for key, tid in [("bos", vocab.bos_id), ("eos", vocab.eos_id), ("unknown", vocab.unk_id), ("padding", vocab.pad_id)]:
         if tid is not None and not 0 <= tid < n:
@@ -261,11 +263,20 @@ def _build_bpe(vocab: GGUFVocab):
 
     regexes, ignore_merges, _ = BPE_PRE_TOKENIZERS[vocab.pre]
     token_to_id = _token_to_id(vocab.tokens)
+    where = vocab.source or vocab.model_name or "GGUF"
     merges = []
     for i, line in enumerate(vocab.merges):
         parts = line.split(" ")
         if len(parts) != 2:
-            raise EdgeDistillError(f"{vocab.model_name or 'GGUF'}: tokenizer.ggml.merges[{i}] = {line!r} is not 'left right'")
+            raise EdgeDistillError(f"{where}: tokenizer.ggml.merges[{i}] = {line!r} is not 'left right'")
+        # the tokenizers library panics on these deep inside; name the entry instead
+        missing = [t for t in (parts[0], parts[1], parts[0] + parts[1]) if t not in token_to_id]
+        if missing:
+            raise EdgeDistillError(
+                f"{where}: tokenizer.ggml.merges[{i}] = {line!r} uses {missing[0]!r}, which is not in "
+                "tokenizer.ggml.tokens; the file's tokenizer metadata is inconsistent",
+                hint="the GGUF file is damaged or was written by a faulty converter; convert the model again",
+            )
         merges.append((parts[0], parts[1]))
     model = models.BPE(vocab=token_to_id, merges=merges, ignore_merges=ignore_merges, fuse_unk=False, byte_fallback=False)
     tok = Tokenizer(model)

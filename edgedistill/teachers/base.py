@@ -89,7 +89,8 @@ class TeacherConfig:
         if self.kind == "openai":
             require(bool(self.url), "url", "an openai teacher needs the server URL (--teacher-url)")
             require(bool(self.model), "model", "an openai teacher needs the model name (--teacher-model)")
-            require(str(self.url).startswith(("http://", "https://")), "url", f"{self.url!r} is not an http(s) URL")
+            require(str(self.url).startswith(("http://", "https://")), "url",
+                    f"{redact_url(str(self.url))!r} is not an http(s) URL")
         else:
             require(bool(self.path), "path", f"a {self.kind} teacher needs a model path (--teacher)")
             require(not self.url, "url", "give either a model path or a server URL, not both")
@@ -136,6 +137,30 @@ def _fingerprint(paths: list[Path]) -> str:
         if p.suffix == ".json" and st.st_size < 1_000_000:
             h.update(p.read_bytes())
     return h.hexdigest()[:8]
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """``http://user:pw@host/v1`` -> (``http://host/v1``, user, password); user/password None if absent."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user), unquote(password)
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be printed: ``user:***@`` instead of the password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def teacher_id(config: TeacherConfig) -> str:

@@ -9,11 +9,14 @@ prompt only (e.g. too long): it becomes a ``finish_reason="error"`` completion. 
 wrong key, URL or model name and stop the run at once.
 
 The API key is read from the environment variable ``api_key_env`` and sent only in the
-Authorization header; it is never logged, put in an error message, or written to output.
+Authorization header; it is never logged, put in an error message, or written to output. A URL with
+``user:password@`` is sent as HTTP basic auth instead (then the key is not sent: a request carries one
+Authorization header); the password is never printed (``user:***@``).
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import http.client
 import json
@@ -25,7 +28,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.teachers.base import Completion, SamplingConfig, Teacher, TeacherConfig, teacher_id
+from edgedistill.teachers.base import Completion, SamplingConfig, Teacher, TeacherConfig, split_userinfo, teacher_id
 
 PER_RECORD_STATUSES = (400, 413, 422)
 
@@ -58,7 +61,12 @@ class OpenAITeacher(Teacher):
         self.config = config
         self.id = teacher_id(config)
         self.preferred_batch = config.concurrency
-        self.endpoint = str(config.url).rstrip("/") + "/chat/completions"
+        # userinfo never reaches the connection (http.client would take it for host:port) nor a message
+        url, user, password = split_userinfo(str(config.url).rstrip("/"))
+        self.endpoint = url + "/chat/completions"
+        self._basic = None
+        if user is not None:
+            self._basic = base64.b64encode(f"{user}:{password or ''}".encode("utf-8")).decode("ascii")
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="teacher")
         self._sleep = sleep  # injectable so tests can record back-off delays
 
@@ -66,7 +74,9 @@ class OpenAITeacher(Teacher):
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         key = os.environ.get(self.config.api_key_env)
-        if key:
+        if self._basic:
+            headers["Authorization"] = f"Basic {self._basic}"
+        elif key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
@@ -78,14 +88,16 @@ class OpenAITeacher(Teacher):
         except urllib.error.HTTPError as exc:
             detail = _error_detail(exc)
             key = os.environ.get(self.config.api_key_env)
-            if key:  # a server may echo the request back; the key must never reach a message
-                detail = detail.replace(key, "***")
+            for secret in (key, self._basic, split_userinfo(str(self.config.url))[2]):
+                if secret:  # a server may echo the request back; no secret may reach a message
+                    detail = detail.replace(secret, "***")
             if exc.code == 429 or exc.code >= 500:
                 raise _Retryable(f"HTTP {exc.code} {detail}".strip(), parse_retry_after(exc.headers.get("Retry-After")))
             if exc.code in (401, 403):
                 raise EdgeDistillError(
                     f"teacher server {self.endpoint} refused the credentials (HTTP {exc.code}) {detail}".strip(),
-                    hint=f"put the API key in the environment variable {self.config.api_key_env} "
+                    hint="check the user and password in --teacher-url" if self._basic else
+                    f"put the API key in the environment variable {self.config.api_key_env} "
                     "(or name another one with --api-key-env)",
                 ) from None
             if exc.code in PER_RECORD_STATUSES:
