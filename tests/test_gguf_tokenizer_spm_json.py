@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -52,14 +53,15 @@ def _spm_json_model(tmp_path: Path, prefix: bool) -> Path:
         user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2,
     )
     (tmp_path / "tokenizer.model").write_bytes(buf.getvalue())
-    tok = GemmaTokenizerFast(vocab_file=str(tmp_path / "tokenizer.model"))
+    tok = GemmaTokenizerFast.from_pretrained(str(tmp_path), add_bos_token=True)  # v5: no vocab_file=, no BOS by default
     # a non-special added token (USER_DEFINED in GGUF), matched in the raw text as import-gguf's are
     tok.add_tokens([AddedToken("[multimodal]", special=False, normalized=False)])
     tok.chat_template = CHAT_TEMPLATE
     reference = build_tiny_model("gemma3", tmp_path / "reference", tokenizer=tok, hidden_size=32)
-    assert (reference / "tokenizer.model").exists()
+    # transformers 5's save_pretrained writes tokenizer.json only; the reference keeps the SentencePiece file
+    shutil.copy2(tmp_path / "tokenizer.model", reference / "tokenizer.model")
     model = build_tiny_model("gemma3", tmp_path / "model", tokenizer=tok, hidden_size=32)
-    (model / "tokenizer.model").unlink()
+    (model / "tokenizer.model").unlink(missing_ok=True)
     if prefix:
         tj_path = model / "tokenizer.json"
         tj = json.loads(tj_path.read_text(encoding="utf-8"))

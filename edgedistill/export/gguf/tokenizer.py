@@ -99,6 +99,16 @@ def tokenizer_metadata(model_dir: Path, vocab_size: int) -> TokenizerMetadata:
     return meta
 
 
+def _is_special(hf, added) -> bool:
+    """A special (CONTROL) token: flagged so in tokenizer.json, or one of the tokenizer's special tokens.
+
+    transformers 5 converts SentencePiece user-defined symbols (Gemma's ``<start_of_turn>``) to added
+    tokens with ``special=False`` in tokenizer.json while listing them as extra special tokens (so
+    ``decode(skip_special_tokens=True)`` drops them); transformers 4 flagged them special in both.
+    """
+    return bool(added.special) or added.content in set(hf.all_special_tokens)
+
+
 def _check_unique(tokens: list[str], model_dir: Path) -> None:
     # llama.cpp aborts the whole process (an assert, not an error) on a vocabulary with repeated strings
     seen: dict[str, int] = {}
@@ -166,7 +176,7 @@ def _byte_level_bpe(path: Path, hf, vocab_size: int) -> TokenizerMetadata:
             types.append(gguf.TokenType.UNUSED)
         elif tok in added:
             tokens.append(tok)
-            types.append(gguf.TokenType.CONTROL if added[tok].special else gguf.TokenType.USER_DEFINED)
+            types.append(gguf.TokenType.CONTROL if _is_special(hf, added[tok]) else gguf.TokenType.USER_DEFINED)
         else:
             tokens.append(tok)
             types.append(gguf.TokenType.NORMAL)
@@ -204,7 +214,7 @@ def _sentencepiece(path: Path, hf, vocab_size: int) -> TokenizerMetadata:
             types.append(gguf.TokenType.NORMAL)
     # tokens the HF tokenizer adds on top of the SentencePiece model (chat markers...)
     for tid, added in sorted(hf.added_tokens_decoder.items()):
-        kind = gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
+        kind = gguf.TokenType.CONTROL if _is_special(hf, added) else gguf.TokenType.USER_DEFINED
         if tid < len(tokens):
             # HF matches the added token's content in text; keep llama.cpp's text for that id the same
             tokens[tid] = added.content
@@ -319,7 +329,7 @@ def _sentencepiece_bpe_json(path: Path, hf, vocab_size: int) -> TokenizerMetadat
         if i == unk_id:
             types.append(gguf.TokenType.UNKNOWN)
         elif i in added:
-            types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
+            types.append(gguf.TokenType.CONTROL if _is_special(hf, added[i]) else gguf.TokenType.USER_DEFINED)
         elif _BYTE_TOKEN.fullmatch(tok) and base_vocab.get(tok) == i:
             types.append(gguf.TokenType.BYTE)
         else:
