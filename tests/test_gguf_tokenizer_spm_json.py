@@ -62,6 +62,12 @@ def _spm_json_model(tmp_path: Path, prefix: bool) -> Path:
     shutil.copy2(tmp_path / "tokenizer.model", reference / "tokenizer.model")
     model = build_tiny_model("gemma3", tmp_path / "model", tokenizer=tok, hidden_size=32)
     (model / "tokenizer.model").unlink(missing_ok=True)
+    # As import-gguf writes it: a generic fast tokenizer that runs tokenizer.json as it is. (transformers
+    # 5's GemmaTokenizer class builds its normalizer in code and would ignore the file's.)
+    cfg_path = model / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["tokenizer_class"] = "TokenizersBackend" if "backend" in cfg else "PreTrainedTokenizerFast"
+    cfg_path.write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
     if prefix:
         tj_path = model / "tokenizer.json"
         tj = json.loads(tj_path.read_text(encoding="utf-8"))
@@ -131,7 +137,12 @@ def test_tokenizer_json_only_spm_matches_hf_and_sentencepiece(tmp_path, prefix):
     n, bad_hf, bad_ref = compare(hf, ours, texts, other_gguf=ref)
     assert n == 4 * len(texts)
     assert bad_hf == []
-    assert bad_ref == []
+    # The reference (written from tokenizer.model) differs from HF in one case since transformers 5:
+    # with special=False, llama.cpp's SentencePiece merging rebuilds "<start_of_turn>" from its
+    # characters (the piece's SentencePiece score is 0, the highest), while HF (split_special_tokens)
+    # and our tokenizer.json-only file split it. Everything else must agree.
+    rebuilt = [b for b in bad_ref if not b[1] and any(m in b[0] for m in ("<start_of_turn>", "<end_of_turn>"))]
+    assert [b for b in bad_ref if b not in rebuilt] == []
 
 
 def test_wrong_scores_would_differ(tmp_path, monkeypatch):

@@ -109,6 +109,19 @@ def _is_special(hf, added) -> bool:
     return bool(added.special) or added.content in set(hf.all_special_tokens)
 
 
+def _effective_tokenizer_json(path: Path, hf) -> dict:
+    """The tokenizer.json that ``hf`` really runs (its Rust backend), not necessarily the file's.
+
+    transformers 5 builds some tokenizer classes' normalizer / pre-tokenizer in code whatever the file
+    says (``Qwen2Tokenizer`` for model_type qwen2, ``GemmaTokenizer``), so llama.cpp must be given the
+    pipeline transformers applies; with transformers 4 (or ``TokenizersBackend``) both are the file's.
+    """
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is not None:
+        return json.loads(backend.to_str())
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _check_unique(tokens: list[str], model_dir: Path) -> None:
     # llama.cpp aborts the whole process (an assert, not an error) on a vocabulary with repeated strings
     seen: dict[str, int] = {}
@@ -151,7 +164,7 @@ def _pre_tokenizer_name(tj: dict, where: Path) -> str:
 
 
 def _byte_level_bpe(path: Path, hf, vocab_size: int) -> TokenizerMetadata:
-    tj = json.loads(path.read_text(encoding="utf-8"))
+    tj = _effective_tokenizer_json(path, hf)
     model = tj.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise EdgeDistillError(
@@ -300,7 +313,7 @@ def _sentencepiece_bpe_json(path: Path, hf, vocab_size: int) -> TokenizerMetadat
     """
     import gguf
 
-    tj = json.loads(path.read_text(encoding="utf-8"))
+    tj = _effective_tokenizer_json(path, hf)
     model = tj["model"]
     add_space_prefix = _space_prefix(tj, path)
     base_vocab: dict[str, int] = model.get("vocab") or {}
