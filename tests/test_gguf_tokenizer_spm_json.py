@@ -68,6 +68,14 @@ def _spm_json_model(tmp_path: Path, prefix: bool) -> Path:
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg["tokenizer_class"] = "TokenizersBackend" if "backend" in cfg else "PreTrainedTokenizerFast"
     cfg_path.write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
+    # the turn markers are special in the real Gemma 3 tokenizer.json; transformers 5's conversion of a
+    # SentencePiece model writes its user-defined symbols as non-special
+    tj_path = model / "tokenizer.json"
+    tj = json.loads(tj_path.read_text(encoding="utf-8"))
+    for t in tj["added_tokens"]:
+        if t["content"] in ("<start_of_turn>", "<end_of_turn>"):
+            t["special"] = True
+    tj_path.write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
     if prefix:
         tj_path = model / "tokenizer.json"
         tj = json.loads(tj_path.read_text(encoding="utf-8"))
