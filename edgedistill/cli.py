@@ -215,11 +215,14 @@ def distill_cmd(keep_layers, **options):
               help="onnx:int4: keep the embedding table float32 instead of int4 (larger file, exact lookup).")
 @click.option("--imatrix", metavar="FILE", help="llama.cpp importance matrix for GGUF K-quants.")
 @click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
+@click.option("--onnx-exporter", type=click.Choice(["builder", "optimum"]), default="builder", show_default=True,
+              help="onnx format's float graph: onnxruntime-genai's builder (fused, fast) or optimum-onnx "
+                   "(the `optimum` extra; transformers 4.x only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly_errors
 def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_dir, name, no_verify, discard_failed,
                overwrite, new_tokens, threads, int4_block_size, int4_accuracy_level, int4_float_embeddings, imatrix,
-               opset, as_json):
+               opset, onnx_exporter, as_json):
     """Export MODEL (HF directory or .gguf) to verified ONNX / onnxruntime-genai / GGUF artifacts.
 
     Every artifact is built in a temporary directory, loaded in its own runtime, compared with the
@@ -250,7 +253,7 @@ def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_
         threads=threads,
         options=ExportOptions(int4_block_size=int4_block_size, int4_accuracy_level=int4_accuracy_level,
                               int4_embeddings=not int4_float_embeddings,
-                              imatrix=imatrix, opset=opset),
+                              imatrix=imatrix, opset=opset, onnx_exporter=onnx_exporter),
     )
     try:
         result = export(config, log=lambda m: click.echo(m, err=True))

@@ -15,10 +15,10 @@ fi
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip
 
-# torch: keep a torch the user already installed in the venv (e.g. a CUDA build); otherwise take the
-# 2.13.0 wheel, which is the CPU build on the reference machine. An unpinned `torch` would pull a
-# multi-GB CUDA build.
-if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+# torch: keep a torch >= 2.11 the user already installed in the venv (e.g. a CUDA build); otherwise take
+# the 2.13.0 wheel, which is the CPU build on the reference machine. An unpinned `torch` (or pip
+# resolving edgedistill's torch>=2.11 over an older one) would pull a multi-GB CUDA build.
+if ! "$VENV/bin/python" -c "import sys, torch; sys.exit(tuple(map(int, torch.__version__.split('+')[0].split('.')[:2])) < (2, 11))" 2>/dev/null; then
   $PIP install -q "torch==${EDGEDISTILL_TORCH_VERSION:-2.13.0}"
 fi
 

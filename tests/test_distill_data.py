@@ -65,7 +65,8 @@ def test_tokenize_uses_chat_template_and_masks_prompt(tmp_path, tiny_tokenizer):
     ex = load_examples(path).examples
     tok = tokenize_examples(tiny_tokenizer, ex, max_length=512).examples[0]
     prompt = tiny_tokenizer.apply_chat_template([{"role": "user", "content": "Add 2 and 3"}],
-                                                add_generation_prompt=True, tokenize=True)
+                                                add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert prompt and all(isinstance(i, int) for i in prompt)  # token ids, not a BatchEncoding's keys
     assert tok.input_ids[:len(prompt)] == list(prompt)
     assert tok.labels[:len(prompt)] == [IGNORE] * len(prompt)
     response = tok.labels[len(prompt):]

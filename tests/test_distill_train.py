@@ -139,7 +139,8 @@ def test_topk_cache_trains_without_teacher_and_is_reused(tmp_path, models, data)
 
 def test_padded_vocab_rows_are_handled(tmp_path, tiny_model_factory, data):
     student = tiny_model_factory("llama")  # 384 rows
-    teacher = tiny_model_factory("qwen2", hidden_size=96, vocab_size=448)  # same tokenizer, 64 padded rows
+    # same tokenizer, 64 padded rows (not qwen2: transformers 5 gives that type Qwen2's own pre-tokenizer)
+    teacher = tiny_model_factory("qwen3", hidden_size=96, vocab_size=448)
     s = distill(DistillConfig(student=str(student), teacher=str(teacher), data=str(data), out=str(tmp_path / "o"),
                               loss="reverse_kl", max_steps=2))
     start = read_jsonl_records(tmp_path / "o" / "train_log.jsonl")[0]

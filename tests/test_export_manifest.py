@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 import pytest
 from click.testing import CliRunner
@@ -39,9 +39,14 @@ def artifact(_exported, tmp_path, monkeypatch):
 
 def test_tool_versions_cover_the_stack():
     v = tool_versions()
-    for pkg in ("edgedistill", "torch", "transformers", "optimum", "onnxruntime", "onnxruntime-genai", "gguf"):
+    for pkg in ("edgedistill", "torch", "transformers", "onnxruntime", "onnxruntime-genai", "gguf"):
         assert v[pkg] == version(pkg)
-    assert "llama-cpp-python" in v
+    # optional extras: recorded when installed, None (not missing) when not
+    for pkg in ("llama-cpp-python", "optimum", "optimum-onnx"):
+        try:
+            assert v[pkg] == version(pkg)
+        except PackageNotFoundError:
+            assert pkg in v and v[pkg] is None
 
 
 def test_file_table_hashes_and_sizes(tmp_path):

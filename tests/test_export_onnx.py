@@ -1,4 +1,6 @@
-"""The ``onnx`` export format: every quant through optimum + onnxruntime, verified against PyTorch.
+"""The ``onnx`` export format: every quant (float graph from onnxruntime-genai's builder, the default,
+then onnxruntime's quantizers), verified against PyTorch; optimum's graph where the `optimum` extra is
+installed (transformers 4.x only: the ``optimum``-marked tests).
 
 Default run: llama through every quant (plus the external-data layout and the error cases). The full
 architecture x quant matrix is ``slow``.
@@ -61,9 +63,9 @@ def test_quantized_graphs_have_the_expected_operators(cache):
     fmt = FORMATS.get("onnx")
     ops = {q: fmt.describe(cache.artifact("onnx", "llama", q)[0])["op_types"] for q in QUANTS}
     assert "com.microsoft.MatMulNBits" not in ops["fp32"] and ops["fp32"]["MatMul"] > 0
-    # 2 layers x (q, k, v, o, gate, up, down) + lm_head = 15 weight MatMuls
-    assert ops["int4"]["com.microsoft.MatMulNBits"] == 15
-    assert ops["int8"].get("MatMulInteger", 0) + ops["int8"].get("com.microsoft.DynamicQuantizeMatMul", 0) == 15
+    # 2 layers x (qkv fused by the builder, o, gate, up, down) + lm_head = 11 weight MatMuls
+    assert ops["int4"]["com.microsoft.MatMulNBits"] == 11
+    assert ops["int8"].get("MatMulInteger", 0) + ops["int8"].get("com.microsoft.DynamicQuantizeMatMul", 0) == 11
     assert ops["fp16"].get("Cast", 0) > ops["fp32"].get("Cast", 0)
 
 
@@ -82,7 +84,7 @@ def test_describe_reports_graph_metadata(cache):
     assert any(o["name"] == "logits" for o in d["outputs"])
     assert d["opsets"]["ai.onnx"] >= 14 and d["ir_version"] >= 7
     # default accuracy_level for int4 is 4 (int8 compute), see ExportOptions.accuracy_level
-    assert d["matmulnbits"] == [{"bits": 4, "block_size": 32, "accuracy_level": 4, "count": 15}]
+    assert d["matmulnbits"] == [{"bits": 4, "block_size": 32, "accuracy_level": 4, "count": 11}]
     assert d["files"]["model.onnx"] > 0 and d["total_bytes"] >= d["files"]["model.onnx"]
 
 
@@ -91,19 +93,36 @@ def test_int4_block_size_and_accuracy_level_are_applied(cache):
     path, info = cache.artifact("onnx", "llama", "int4", opts)
     assert info["quantization"]["block_size"] == 16 and info["quantization"]["accuracy_level"] == 0
     assert FORMATS.get("onnx").describe(path)["matmulnbits"] == [
-        {"bits": 4, "block_size": 16, "accuracy_level": 0, "count": 15}
+        {"bits": 4, "block_size": 16, "accuracy_level": 0, "count": 11}
     ]
     v = cache.verify("onnx", "llama", "int4", opts)
     assert v.passed, v.failures
 
 
+def test_default_graph_is_the_builders_fused_one(cache):
+    """The default exporter writes fused attention and norms (few nodes per step), a plain onnx artifact."""
+    path, info = cache.artifact("onnx", "llama", "fp32")
+    d = FORMATS.get("onnx").describe(path)
+    assert info["exporter"]["tool"] == "builder" and "onnxruntime-genai" in info["exporter"]
+    assert d["op_types"]["com.microsoft.GroupQueryAttention"] == 2  # one per layer
+    assert d["op_types"].get("Softmax", 0) == 0  # attention is not spelt out in small nodes
+    assert not (path / "genai_config.json").exists()  # else detect_artifact would call it ort-genai
+    kv = {i["name"]: i["shape"] for i in d["inputs"]}["past_key_values.0.key"]
+    assert kv[1] == 2 and kv[3] == 16  # kv heads and head size fixed (the builder leaves the last symbolic)
+
+
+@pytest.mark.optimum
 def test_optimum_loads_the_artifact_as_it_is(cache, tiny_tokenizer):
-    """ORTModelForCausalLM.from_pretrained(dir) with nothing added, generating what our runtime streams."""
+    """With the optimum exporter: ORTModelForCausalLM.from_pretrained(dir) with nothing added,
+    generating what our runtime streams."""
+    pytest.importorskip("optimum.onnxruntime", reason="the `optimum` extra (transformers 4.x) is not installed")
     import torch
     from optimum.onnxruntime import ORTModelForCausalLM
 
     for quant in ("fp32", "int4"):
-        path, _ = cache.artifact("onnx", "llama", quant)
+        path, info = cache.artifact("onnx", "llama", quant, ExportOptions(onnx_exporter="optimum"))
+        assert info["exporter"]["tool"] == "optimum"
+        assert cache.verify("onnx", "llama", quant, ExportOptions(onnx_exporter="optimum")).passed
         model = ORTModelForCausalLM.from_pretrained(path)
         ids = tiny_tokenizer("The teacher answers", return_tensors="pt").input_ids
         with torch.inference_mode():
@@ -116,8 +135,6 @@ def test_optimum_loads_the_artifact_as_it_is(cache, tiny_tokenizer):
 @pytest.mark.parametrize("quant", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
 def test_large_models_use_external_data(tmp_path, tiny_llama, monkeypatch, quant):
     """Above the threshold (2 GB in real life, 0 here) the weights go to model.onnx_data."""
-    from optimum.onnxruntime import ORTModelForCausalLM
-
     monkeypatch.setattr(onnx_format, "EXTERNAL_DATA_THRESHOLD_BYTES", 0)
     FORMATS.get("onnx").write(tiny_llama, tmp_path, quant, ExportOptions())
     data = tmp_path / "model.onnx_data"
@@ -128,7 +145,6 @@ def test_large_models_use_external_data(tmp_path, tiny_llama, monkeypatch, quant
     with open_runtime(tmp_path) as rt:
         assert isinstance(rt, OnnxRuntime)
         assert rt.logits(rt.tokenize("hello"))[0].shape == (384,)
-    ORTModelForCausalLM.from_pretrained(tmp_path)
 
 
 def test_unsupported_architecture_is_a_clean_error(tmp_path):
@@ -143,6 +159,8 @@ def test_unsupported_architecture_is_a_clean_error(tmp_path):
     (ExportOptions(int4_block_size=48), "int4_block_size"),
     (ExportOptions(int4_accuracy_level=7), "int4_accuracy_level"),
     (ExportOptions(opset=14), "needs opset >= 18"),
+    (ExportOptions(opset=18), "applies to the optimum exporter only"),
+    (ExportOptions(onnx_exporter="torchscript"), "onnx_exporter"),
 ])
 def test_bad_options_are_clean_errors(tiny_llama, tmp_path, options, needle):
     with pytest.raises(EdgeDistillError, match=needle):

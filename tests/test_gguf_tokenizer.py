@@ -8,6 +8,7 @@ digits, whitespace runs, code, emoji, special tokens written in the text.
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,9 @@ def test_tiny_tokenizer_matches_hf(tiny_model_factory, tmp_path):
 @pytest.mark.parametrize("regex,pre", [(LLAMA3_REGEX, "llama-bpe"), (QWEN2_REGEX, "qwen2")])
 def test_pre_tokenizer_regexes_match_hf(regex, pre, tmp_path):
     tok = _bpe_tokenizer(regex)
-    model = build_tiny_model("qwen2", tmp_path / "model", tokenizer=tok)
+    # qwen3, not qwen2: transformers 5 loads a qwen2 directory with Qwen2Tokenizer, whose own
+    # pre-tokenizer replaces the one under test
+    model = build_tiny_model("qwen3", tmp_path / "model", tokenizer=tok)
     path = tmp_path / "m.gguf"
     write_gguf(model, path, "f16")
     assert describe_gguf(path)["metadata"]["tokenizer.ggml.pre"] == pre
@@ -102,7 +105,7 @@ def test_wrong_pre_tokenizer_would_differ(tmp_path, monkeypatch):
     from edgedistill.export.gguf import tokenizer as tok_mod
 
     tok = _bpe_tokenizer(LLAMA3_REGEX)
-    model = build_tiny_model("qwen2", tmp_path / "model", tokenizer=tok)
+    model = build_tiny_model("qwen3", tmp_path / "model", tokenizer=tok)  # not qwen2: see above
     monkeypatch.setitem(tok_mod.PRE_TOKENIZERS, LLAMA3_REGEX, "gpt-2")
     wrong = tmp_path / "wrong.gguf"
     write_gguf(model, wrong, "f16")
@@ -134,13 +137,15 @@ def _spm_tokenizer_dir(tmp_path: Path):
         user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2,
     )
     (tmp_path / "tokenizer.model").write_bytes(buf.getvalue())
-    return GemmaTokenizerFast(vocab_file=str(tmp_path / "tokenizer.model"))
+    return GemmaTokenizerFast.from_pretrained(str(tmp_path), add_bos_token=True)  # v5: no vocab_file=, no BOS by default
 
 
 def test_sentencepiece_tokenizer_matches_hf(tmp_path):
     tok = _spm_tokenizer_dir(tmp_path)
     model = build_tiny_model("gemma3", tmp_path / "model", tokenizer=tok)
-    assert (model / "tokenizer.model").exists()
+    # transformers 5's save_pretrained no longer writes the SentencePiece file (only tokenizer.json,
+    # whose export path test_gguf_tokenizer_spm_json.py covers); real Gemma checkpoints ship it
+    shutil.copy2(tmp_path / "tokenizer.model", model / "tokenizer.model")
     path = tmp_path / "m.gguf"
     write_gguf(model, path, "f16")
     meta = describe_gguf(path)["metadata"]

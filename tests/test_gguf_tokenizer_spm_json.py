@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -52,14 +53,29 @@ def _spm_json_model(tmp_path: Path, prefix: bool) -> Path:
         user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2,
     )
     (tmp_path / "tokenizer.model").write_bytes(buf.getvalue())
-    tok = GemmaTokenizerFast(vocab_file=str(tmp_path / "tokenizer.model"))
+    tok = GemmaTokenizerFast.from_pretrained(str(tmp_path), add_bos_token=True)  # v5: no vocab_file=, no BOS by default
     # a non-special added token (USER_DEFINED in GGUF), matched in the raw text as import-gguf's are
     tok.add_tokens([AddedToken("[multimodal]", special=False, normalized=False)])
     tok.chat_template = CHAT_TEMPLATE
     reference = build_tiny_model("gemma3", tmp_path / "reference", tokenizer=tok, hidden_size=32)
-    assert (reference / "tokenizer.model").exists()
+    # transformers 5's save_pretrained writes tokenizer.json only; the reference keeps the SentencePiece file
+    shutil.copy2(tmp_path / "tokenizer.model", reference / "tokenizer.model")
     model = build_tiny_model("gemma3", tmp_path / "model", tokenizer=tok, hidden_size=32)
-    (model / "tokenizer.model").unlink()
+    (model / "tokenizer.model").unlink(missing_ok=True)
+    # As import-gguf writes it: a generic fast tokenizer that runs tokenizer.json as it is. (transformers
+    # 5's GemmaTokenizer class builds its normalizer in code and would ignore the file's.)
+    cfg_path = model / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["tokenizer_class"] = "TokenizersBackend" if "backend" in cfg else "PreTrainedTokenizerFast"
+    cfg_path.write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
+    # the turn markers are special in the real Gemma 3 tokenizer.json; transformers 5's conversion of a
+    # SentencePiece model writes its user-defined symbols as non-special
+    tj_path = model / "tokenizer.json"
+    tj = json.loads(tj_path.read_text(encoding="utf-8"))
+    for t in tj["added_tokens"]:
+        if t["content"] in ("<start_of_turn>", "<end_of_turn>"):
+            t["special"] = True
+    tj_path.write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
     if prefix:
         tj_path = model / "tokenizer.json"
         tj = json.loads(tj_path.read_text(encoding="utf-8"))
@@ -129,7 +145,12 @@ def test_tokenizer_json_only_spm_matches_hf_and_sentencepiece(tmp_path, prefix):
     n, bad_hf, bad_ref = compare(hf, ours, texts, other_gguf=ref)
     assert n == 4 * len(texts)
     assert bad_hf == []
-    assert bad_ref == []
+    # The reference (written from tokenizer.model) differs from HF in one case since transformers 5:
+    # with special=False, llama.cpp's SentencePiece merging rebuilds "<start_of_turn>" from its
+    # characters (the piece's SentencePiece score is 0, the highest), while HF (split_special_tokens)
+    # and our tokenizer.json-only file split it. Everything else must agree.
+    rebuilt = [b for b in bad_ref if not b[1] and any(m in b[0] for m in ("<start_of_turn>", "<end_of_turn>"))]
+    assert [b for b in bad_ref if b not in rebuilt] == []
 
 
 def test_wrong_scores_would_differ(tmp_path, monkeypatch):

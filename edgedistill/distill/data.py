@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,8 +131,9 @@ def prompt_ids(tokenizer, ex: Example) -> list[int]:
     without one, exactly as teachers and ``edgedistill eval`` render it."""
     messages = ex.messages or [{"role": "user", "content": ex.prompt}]
     if getattr(tokenizer, "chat_template", None):
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict):  # newer transformers may return a BatchEncoding
+        # transformers 5 returns a BatchEncoding (a Mapping, not a dict) unless return_dict=False
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        if isinstance(ids, Mapping):
             ids = ids["input_ids"]
         return list(ids)
     return list(tokenizer(render_plain(messages))["input_ids"])

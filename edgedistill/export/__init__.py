@@ -4,9 +4,10 @@
     result = export(ExportConfig(model="student/", artifacts=["gguf:q4_k_m", "onnx:int4"]))
 
 Importing this package registers the built-in formats in :data:`FORMATS` (``onnx``, ``ort-genai``,
-``gguf``). Their third-party packages (optimum, onnx, onnxruntime-genai's builder, gguf) are core
+``gguf``). Their third-party packages (onnx, onnxruntime, onnxruntime-genai's builder, gguf) are core
 dependencies, so a failing import here is a real error and is not hidden; only the runtimes that
-*load* artifacts (llama-cpp-python) are optional, and they are imported when used.
+*load* artifacts (llama-cpp-python) and optimum-onnx (the onnx format's optional exporter, the
+``optimum`` extra) are optional, and they are imported when used.
 """
 
 from __future__ import annotations

@@ -57,6 +57,12 @@ class ExportOptions:
     )
     imatrix: Path | None = field(default=None, metadata={"help": "llama.cpp importance matrix file for K-quants."})
     opset: int | None = field(default=None, metadata={"help": "ONNX opset (None: exporter default)."})
+    onnx_exporter: str = field(
+        default="builder",
+        metadata={"help": "What writes the onnx format's float graph: 'builder' (onnxruntime-genai's model builder: "
+                          "fused attention and norms, the fast graph) or 'optimum' (optimum-onnx's graph, needs "
+                          "the `optimum` extra and a transformers it accepts, i.e. 4.x)."},
+    )
 
     def accuracy_level(self, quant: str) -> int:
         """The MatMulNBits accuracy_level used for ``quant`` (int4 / int8 weight-only types)."""

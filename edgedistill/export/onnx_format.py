@@ -46,6 +46,12 @@ EXTERNAL_DATA_FILE = "model.onnx_data"
 EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000
 VALID_INT4_BLOCK_SIZES = (16, 32, 64, 128, 256)
 VALID_ACCURACY_LEVELS = (0, 1, 2, 3, 4)
+#: what can write the float graph (options.onnx_exporter); "builder" is the default
+ONNX_EXPORTERS = ("builder", "optimum")
+#: files of the model directory an onnx artifact carries beside the graph (config, tokenizer, chat template)
+MODEL_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                    "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "chat_template.jinja",
+                    "chat_template.json")
 
 # Thresholds: measured on the tiny test models (5 architectures) and a ~112M-parameter llama
 # (benchmarks/results/onnx_quant_figures.json), then set with margin; docs/export-onnx.md has the figures.
@@ -112,6 +118,13 @@ def check_quant_options(fmt: ExportFormat, quant: str, options: ExportOptions) -
             f"onnx:int4 with an int4 embedding table needs opset >= 18 (options.opset = {options.opset})",
             hint="drop --opset, pass --opset 18 or higher, or keep the table float with --int4-float-embeddings",
         )
+    if fmt.name == "onnx" and options.onnx_exporter not in ONNX_EXPORTERS:
+        raise EdgeDistillError(f"options.onnx_exporter = {options.onnx_exporter!r} is not known; "
+                               f"valid: {', '.join(ONNX_EXPORTERS)}")
+    if fmt.name == "onnx" and options.onnx_exporter == "builder" and options.opset:
+        raise EdgeDistillError(
+            f"options.opset = {options.opset} applies to the optimum exporter only; onnxruntime-genai's builder "
+            "writes its own opset", hint="drop --opset, or pass --onnx-exporter optimum")
     if options.int4_accuracy_level is not None and options.int4_accuracy_level not in VALID_ACCURACY_LEVELS:
         raise EdgeDistillError(
             f"options.int4_accuracy_level = {options.int4_accuracy_level} is not supported; valid: 0 (fp32 compute), "
@@ -130,13 +143,13 @@ class OnnxFormat(ExportFormat):
         model_dir, out_dir = Path(model_dir), Path(out_dir)
         check_quant_options(self, quant, options)
         check_architecture(self, model_dir)
-        info: dict[str, Any] = {"exporter": _versions(), "task": TASK}
+        info: dict[str, Any] = {"exporter": {"tool": options.onnx_exporter, **_versions()}, "task": TASK}
         if quant == "fp32":
-            _optimum_export(model_dir, out_dir, "fp32", options)
+            _export_float(model_dir, out_dir, options)
             _normalise_external_data(out_dir / MODEL_FILE)
         else:
             stage = out_dir / ".fp32-export"  # inside the atomic temp dir: removed with it on failure
-            _optimum_export(model_dir, stage, "fp32", options)
+            _export_float(model_dir, stage, options)
             for f in stage.iterdir():  # config, tokenizer, generation config
                 if f.suffix != ".onnx" and not f.name.startswith(EXTERNAL_DATA_FILE) and f.is_file():
                     shutil.copy2(f, out_dir / f.name)
@@ -171,11 +184,66 @@ class OnnxFormat(ExportFormat):
 # -- export and quantization steps -------------------------------------------------------------------
 
 
+def _export_float(model_dir: Path, out_dir: Path, options: ExportOptions) -> None:
+    """The fp32 decoder graph with KV cache, written by the chosen exporter into ``out_dir``."""
+    if options.onnx_exporter == "optimum":
+        _optimum_export(model_dir, out_dir, "fp32", options)
+    else:
+        _builder_export(model_dir, out_dir)
+
+
+def _builder_export(model_dir: Path, out_dir: Path) -> None:
+    """onnxruntime-genai's builder, fp32 for CPU, as a plain onnxruntime decoder graph.
+
+    Its graph fuses attention (GroupQueryAttention), RoPE and the norms into onnxruntime's contrib
+    operators: about a tenth of optimum's node count per decoding step, which is what decides decode
+    speed on a CPU (benchmarks/onnx_exporters.py). ``windowed_kv_cache=false`` keeps every layer's
+    cache the full length (Gemma 3's sliding layers included; GQA applies the window itself), so one
+    past length drives every layer, as in optimum's graphs. The builder's genai_config.json is dropped:
+    the artifact is a plain onnx decoder (with it, ``detect_artifact`` would take it for ort-genai).
+    """
+    from edgedistill.export.ortgenai_format import run_builder
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_builder(model_dir, out_dir, "fp32", ["windowed_kv_cache=false"])
+    graph = out_dir / MODEL_FILE
+    genai = out_dir / "genai_config.json"
+    if not graph.exists() or not genai.exists():
+        raise EdgeDistillError(f"onnxruntime-genai's builder wrote no {MODEL_FILE} / genai_config.json into {out_dir}")
+    head_size = json.loads(genai.read_text())["model"]["decoder"]["head_size"]
+    for f in out_dir.iterdir():  # the builder's own side files; the model's are copied below
+        if f.is_file() and f != graph and not f.name.startswith(MODEL_FILE + "."):
+            f.unlink()
+    for name in MODEL_SIDE_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy2(model_dir / name, out_dir / name)
+    _fix_kv_head_size(graph, head_size)
+
+
+def _fix_kv_head_size(path: Path, head_size: int) -> None:
+    """The builder leaves the KV cache's last axis symbolic (``kv_cache_dim``); write the head size.
+
+    Apps (and edgedistill's runtime) read the cache shape to make the empty first-step cache.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for v in list(model.graph.input) + list(model.graph.output):
+        if v.name.startswith(("past_key_values.", "present.")):
+            dim = v.type.tensor_type.shape.dim[3]
+            if not dim.dim_value:
+                dim.dim_value = int(head_size)  # clears dim_param (a oneof)
+    onnx.save_model(model, str(path))  # external data stays where it is (not loaded, not rewritten)
+
+
 def _optimum_export(model_dir: Path, out_dir: Path, dtype: str, options: ExportOptions) -> None:
     try:
         from optimum.exporters.onnx import main_export
     except ImportError:
-        raise EdgeDistillError("the onnx format needs optimum-onnx", hint="pip install 'optimum-onnx>=0.1.0'") from None
+        raise EdgeDistillError(
+            "the onnx format's optimum exporter needs optimum-onnx (it requires transformers < 4.58)",
+            hint="pip install 'edgedistill[optimum]' in a transformers-4 environment, or use the default "
+                 "--onnx-exporter builder") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's tracer warns on every data-dependent branch
@@ -328,7 +396,7 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for pkg in ("optimum-onnx", "optimum", "onnx", "onnxruntime", "torch", "transformers"):
+    for pkg in ("onnxruntime-genai", "optimum-onnx", "optimum", "onnx", "onnxruntime", "torch", "transformers"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

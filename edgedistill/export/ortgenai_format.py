@@ -73,17 +73,7 @@ class OrtGenaiFormat(ExportFormat):
                 # embeddings, which it turns on for tied models (Gemma 3); keeping the LM head as its own
                 # int8 matrix avoids it. For untied models this is the builder's default anyway.
                 extra.append("shared_embeddings=false")
-        # The builder's scratch space lives inside the (atomic, temporary) output directory, so a killed
-        # export leaves nothing outside it; it is removed before the artifact is verified.
-        cache = out_dir / ".builder-cache"
-        cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(model_dir), "-o", str(out_dir),
-               "-p", quant, "-e", "cpu", "-c", str(cache)]
-        if extra:
-            cmd += ["--extra_options", *extra]
-        try:
-            _run_builder(cmd, model_dir, quant)
-        finally:
-            shutil.rmtree(cache, ignore_errors=True)
+        run_builder(model_dir, out_dir, quant, extra)
         for needed in ("genai_config.json", "model.onnx"):
             if not (out_dir / needed).exists():
                 raise EdgeDistillError(f"onnxruntime-genai's builder finished but wrote no {needed} into {out_dir}")
@@ -118,6 +108,22 @@ class OrtGenaiFormat(ExportFormat):
             "past_present_share_buffer": cfg.get("search", {}).get("past_present_share_buffer"),
         }
         return info
+
+
+def run_builder(model_dir: Path, out_dir: Path, precision: str, extra: list[str]) -> None:
+    """onnxruntime-genai's model builder, ``-e cpu``, in a subprocess (used by the onnx format too)."""
+    # The builder's scratch space lives inside the (atomic, temporary) output directory, so a killed
+    # export leaves nothing outside it; it is removed before the artifact is verified.
+    cache = out_dir / ".builder-cache"
+    # the builder's own command line, with edgedistill's compatibility fixes (export/ortgenai_builder.py)
+    cmd = [sys.executable, "-m", "edgedistill.export.ortgenai_builder", "-i", str(model_dir), "-o", str(out_dir),
+           "-p", precision, "-e", "cpu", "-c", str(cache)]
+    if extra:
+        cmd += ["--extra_options", *extra]
+    try:
+        _run_builder(cmd, model_dir, precision)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def _run_builder(cmd: list[str], model_dir: Path, quant: str) -> None:

@@ -130,9 +130,15 @@ def _load_weights(path: Path, gguf: GGUFFile, dtype: str, fast: bool | None = No
             from edgedistill.gguf_import.weights import load_model
 
             return load_model(path, gguf, config, getattr(torch, dtype))
-        return AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             path.parent, gguf_file=path.name, config=config, dtype=getattr(torch, dtype), low_cpu_mem_usage=True
         )
+        # transformers 5 records the source as a GGUF quantization_config; the weights are dequantized
+        # float tensors, so the imported model must not claim it (nor save it into config.json)
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+            model.hf_quantizer = None
+        return model
     except (ValueError, KeyError, TypeError, NotImplementedError, RuntimeError, OSError) as exc:
         msg = " ".join(str(exc).split())[:400] if str(exc) else type(exc).__name__
         raise EdgeDistillError(f"could not load the weights of {path}: {msg}") from None

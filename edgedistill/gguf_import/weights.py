@@ -98,8 +98,11 @@ def load_state_dict(path: Path, gguf: GGUFFile, config, model) -> dict:
     from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, TensorProcessor, get_gguf_hf_weights_map
 
     cfg = config.to_dict()
-    key_map = get_gguf_hf_weights_map(model)
     processor = TENSOR_PROCESSORS.get(gguf.architecture, TensorProcessor)(config=cfg)
+    try:  # transformers 5: the processor maps names too (preprocess_name, fallback mappings)
+        key_map = get_gguf_hf_weights_map(model, processor)
+    except TypeError:  # transformers 4.x: get_gguf_hf_weights_map(model)
+        key_map = get_gguf_hf_weights_map(model)
     parsed: dict[str, Any] = {"config": cfg, "tensors": {}}
     state = {}
     for info in tqdm(gguf.tensors, desc="dequantizing GGUF tensors", leave=False):

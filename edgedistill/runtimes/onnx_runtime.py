@@ -1,4 +1,4 @@
-"""onnxruntime runtime for ``onnx`` artifacts (a decoder graph with KV-cache inputs, as optimum exports it).
+"""onnxruntime runtime for ``onnx`` artifacts (a decoder graph with KV-cache inputs, as the builder or optimum exports it).
 
 The graph is driven by hand rather than through optimum's ORTModelForCausalLM, so that the benchmark
 times exactly what a device app would run: one ``InferenceSession.run`` for the prompt, then one per

@@ -31,7 +31,7 @@ class OrtGenaiRuntime(Runtime):
         except ImportError:
             raise EdgeDistillError(
                 "the ort-genai runtime needs the onnxruntime-genai package",
-                hint="pip install 'onnxruntime-genai<0.16'",
+                hint="pip install 'onnxruntime-genai>=0.18'",
             ) from None
         self._og = og
         try:

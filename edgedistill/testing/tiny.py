@@ -182,4 +182,21 @@ def build_tiny_model(
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
+    _resave_as_transformers_loads_it(out_dir)
     return out_dir
+
+
+def _resave_as_transformers_loads_it(out_dir: Path) -> None:
+    """Make tokenizer.json say what ``AutoTokenizer`` does with the directory.
+
+    transformers 5 loads some model types' tokenizers with their own class whatever
+    tokenizer_config.json declares (qwen2: ``Qwen2Tokenizer``, whose pre-tokenizer splits digits one
+    by one), so the byte-level test tokenizer saved as it is would tokenize differently in
+    transformers than in llama.cpp / onnxruntime-genai, which read tokenizer.json. Re-saving it as
+    loaded gives the tiny model the tokenizer a real checkpoint of that type has.
+    """
+    from transformers import AutoTokenizer
+
+    loaded = AutoTokenizer.from_pretrained(out_dir)
+    if type(loaded).__name__ not in ("TokenizersBackend", "PreTrainedTokenizerFast"):
+        loaded.save_pretrained(out_dir)

@@ -99,6 +99,33 @@ def tokenizer_metadata(model_dir: Path, vocab_size: int) -> TokenizerMetadata:
     return meta
 
 
+def _special_contents(hf) -> set[str]:
+    """Contents of the added tokens that the running tokenizer treats as special (CONTROL in GGUF).
+
+    Read from the backend transformers runs: it decides whether ``split_special_tokens`` splits a
+    token. transformers 5 converts SentencePiece user-defined symbols (``<start_of_turn>``) as
+    non-special in tokenizer.json but its GemmaTokenizer marks them special in its backend; a generic
+    ``TokenizersBackend`` keeps the file's flags. ``added_tokens_decoder`` may disagree with both.
+    """
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None:
+        return {t.content for t in hf.added_tokens_decoder.values() if t.special}
+    return {t["content"] for t in json.loads(backend.to_str()).get("added_tokens", []) if t.get("special")}
+
+
+def _effective_tokenizer_json(path: Path, hf) -> dict:
+    """The tokenizer.json that ``hf`` really runs (its Rust backend), not necessarily the file's.
+
+    transformers 5 builds some tokenizer classes' normalizer / pre-tokenizer in code whatever the file
+    says (``Qwen2Tokenizer`` for model_type qwen2, ``GemmaTokenizer``), so llama.cpp must be given the
+    pipeline transformers applies; with transformers 4 (or ``TokenizersBackend``) both are the file's.
+    """
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is not None:
+        return json.loads(backend.to_str())
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _check_unique(tokens: list[str], model_dir: Path) -> None:
     # llama.cpp aborts the whole process (an assert, not an error) on a vocabulary with repeated strings
     seen: dict[str, int] = {}
@@ -141,7 +168,7 @@ def _pre_tokenizer_name(tj: dict, where: Path) -> str:
 
 
 def _byte_level_bpe(path: Path, hf, vocab_size: int) -> TokenizerMetadata:
-    tj = json.loads(path.read_text(encoding="utf-8"))
+    tj = _effective_tokenizer_json(path, hf)
     model = tj.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise EdgeDistillError(
@@ -153,6 +180,7 @@ def _byte_level_bpe(path: Path, hf, vocab_size: int) -> TokenizerMetadata:
     vocab = hf.get_vocab()
     id_to_tok = {i: t for t, i in vocab.items()}
     added = {t.content: t for t in hf.added_tokens_decoder.values()}
+    special = _special_contents(hf)
     n = max(vocab_size, len(id_to_tok))
     if len(id_to_tok) > vocab_size:
         raise EdgeDistillError(f"{path}: tokenizer has {len(id_to_tok)} tokens but the model only {vocab_size} embedding rows")
@@ -166,7 +194,7 @@ def _byte_level_bpe(path: Path, hf, vocab_size: int) -> TokenizerMetadata:
             types.append(gguf.TokenType.UNUSED)
         elif tok in added:
             tokens.append(tok)
-            types.append(gguf.TokenType.CONTROL if added[tok].special else gguf.TokenType.USER_DEFINED)
+            types.append(gguf.TokenType.CONTROL if tok in special else gguf.TokenType.USER_DEFINED)
         else:
             tokens.append(tok)
             types.append(gguf.TokenType.NORMAL)
@@ -203,8 +231,9 @@ def _sentencepiece(path: Path, hf, vocab_size: int) -> TokenizerMetadata:
         else:
             types.append(gguf.TokenType.NORMAL)
     # tokens the HF tokenizer adds on top of the SentencePiece model (chat markers...)
+    special = _special_contents(hf)
     for tid, added in sorted(hf.added_tokens_decoder.items()):
-        kind = gguf.TokenType.CONTROL if added.special else gguf.TokenType.USER_DEFINED
+        kind = gguf.TokenType.CONTROL if added.content in special else gguf.TokenType.USER_DEFINED
         if tid < len(tokens):
             # HF matches the added token's content in text; keep llama.cpp's text for that id the same
             tokens[tid] = added.content
@@ -290,7 +319,7 @@ def _sentencepiece_bpe_json(path: Path, hf, vocab_size: int) -> TokenizerMetadat
     """
     import gguf
 
-    tj = json.loads(path.read_text(encoding="utf-8"))
+    tj = _effective_tokenizer_json(path, hf)
     model = tj["model"]
     add_space_prefix = _space_prefix(tj, path)
     base_vocab: dict[str, int] = model.get("vocab") or {}
@@ -307,6 +336,7 @@ def _sentencepiece_bpe_json(path: Path, hf, vocab_size: int) -> TokenizerMetadat
             first_rank[tid] = rank
     floor = -float(len(merges) + 1)
     added = hf.added_tokens_decoder  # id -> AddedToken
+    special = _special_contents(hf)
     unk_id = base_vocab.get(model.get("unk_token")) if model.get("unk_token") else None
     tokens, scores, types = [], [], []
     for i in range(vocab_size):
@@ -319,7 +349,7 @@ def _sentencepiece_bpe_json(path: Path, hf, vocab_size: int) -> TokenizerMetadat
         if i == unk_id:
             types.append(gguf.TokenType.UNKNOWN)
         elif i in added:
-            types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
+            types.append(gguf.TokenType.CONTROL if added[i].content in special else gguf.TokenType.USER_DEFINED)
         elif _BYTE_TOKEN.fullmatch(tok) and base_vocab.get(tok) == i:
             types.append(gguf.TokenType.BYTE)
         else:
