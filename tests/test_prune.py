@@ -138,31 +138,30 @@ def _kill_mlp_channels(params, config):
             p[inter + 1::2] = 0
 
 
-def _kill_kv_group(params, config):
-    """Zero the value rows of the last key/value head: every query head reading it outputs 0."""
+def _kill_kv_groups(params, config):
+    """Zero the value rows of the second half of the key/value heads: every query head reading them
+    outputs 0."""
     d = config.hidden_size // config.num_attention_heads
     heads, kv = config.num_attention_heads, config.num_key_value_heads
     for name, p in params.items():
-        if name.endswith("v_proj.weight"):
-            p[(kv - 1) * d:] = 0
-        elif name.endswith("v_proj.bias"):
-            p[(kv - 1) * d:] = 0
-        elif name.endswith("qkv_proj.weight"):
-            p[(heads + kv) * d + (kv - 1) * d:] = 0
+        if name.endswith("v_proj.weight") or name.endswith("v_proj.bias"):
+            p[(kv // 2) * d:] = 0
+        elif name.endswith("qkv_proj.weight"):  # phi3: [q; k; v]
+            p[(heads + kv) * d + (kv // 2) * d:] = 0
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_removing_dead_channels_and_heads_keeps_logits(arch, teachers, calib, tmp_path):
     teacher = teachers(arch, arch == "gemma3")
     ids = [1, 20, 30, 40, 50, 60]
-    dead = _edit_weights(teacher, tmp_path, lambda p, c: (_kill_mlp_channels(p, c), _kill_kv_group(p, c)))
+    dead = _edit_weights(teacher, tmp_path, lambda p, c: (_kill_mlp_channels(p, c), _kill_kv_groups(p, c)))
     cfg = AutoConfig.from_pretrained(dead)
     heads, kv = cfg.num_attention_heads, cfg.num_key_value_heads
     report = prune(PruneConfig(teacher=str(dead), data=str(calib), out=str(tmp_path / "s"),
                                intermediate_size=cfg.intermediate_size // 2,
-                               num_key_value_heads=kv - 1, num_attention_heads=heads - heads // kv),
+                               num_key_value_heads=kv // 2, num_attention_heads=heads // 2),
                    log=lambda s: None)
-    assert all(h["kv_heads"] == list(range(kv - 1)) for h in report.heads_kept)
+    assert all(h["kv_heads"] == list(range(kv // 2)) for h in report.heads_kept)
     torch.testing.assert_close(_logits(tmp_path / "s", ids), _logits(dead, ids), atol=1e-4, rtol=1e-4)
     assert report.perplexity_after == pytest.approx(report.perplexity_before, rel=1e-4)
 

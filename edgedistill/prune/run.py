@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgedistill.atomic import atomic_dir, atomic_write_json
+from edgedistill.errors import EdgeDistillError
 from edgedistill.prune.config import PruneConfig, check_against
 
 REPORT_FILE = "prune.json"
@@ -81,10 +82,10 @@ def parameter_counts(model) -> dict:
         if id(p) in seen:
             continue
         seen.add(id(p))
-        if head is not None and p is head.weight:
-            part = "head"
-        elif "embed" in name:
+        if "embed" in name:  # before the head test: a tied head *is* the embedding
             part = "embedding"
+        elif head is not None and p is head.weight:
+            part = "head"
         elif "norm" in name:
             part = "norms"
         elif ".mlp." in name:
@@ -182,7 +183,7 @@ def _write(cfg: PruneConfig, student, tok, examples, report: PruneReport, log) -
             try:
                 student.save_pretrained(stage, safe_serialization=True)
                 tok.save_pretrained(stage)
-                from edgedistill.prune.vocab import prune_vocabulary  # h12b's module, loaded only here
+                prune_vocabulary = _vocabulary_step()
 
                 log("trimming the vocabulary to the calibration data ...")
                 vocab_report = prune_vocabulary(stage, calibration.calibration_texts(tok, examples), tmp,
@@ -200,6 +201,15 @@ def _write(cfg: PruneConfig, student, tok, examples, report: PruneReport, log) -
         report.size_mb_after = estimated_sizes(report.parameters_after["total"])
         report.shape_after = shape_of(final.config)
         atomic_write_json(tmp / REPORT_FILE, report.to_dict())
+
+
+def _vocabulary_step():
+    try:
+        from edgedistill.prune.vocab import prune_vocabulary  # imported only when vocab=data is asked for
+    except ImportError as exc:
+        raise EdgeDistillError(f"vocabulary pruning (vocab=data) is not available in this installation: {exc}",
+                               hint="prune with vocab=full") from None
+    return prune_vocabulary
 
 
 def read_report(out_dir: str | Path) -> dict | None:
