@@ -108,7 +108,7 @@ def test_prune_forward_and_export(arch, mode, tied, teachers, calib, tmp_path):
     assert after["total"] < before["total"]
     assert after["embedding"] + after["head"] + after["attention"] + after["mlp"] + after["norms"] == after["total"]
     assert (after["head"] == 0) == tied
-    assert report.size_mb_after["q4_k_m"] < report.size_mb_after["q8_0"] < report.size_mb_after["f16"]
+    assert report.size_bytes_after["q4_k_m"] < report.size_bytes_after["q8_0"] < report.size_bytes_after["f16"]
     assert report.perplexity_before > 1 and report.perplexity_after > 1
     logits = _logits(out, [1, 20, 30, 40, 50])
     assert logits.shape[-1] == cfg.vocab_size and torch.isfinite(logits).all()
