@@ -1,7 +1,8 @@
 """`edgedistill prune`: depth and width pruning of every architecture, on tiny random models.
 
 Every architecture x {depth, width} x {tied, untied head} is pruned through the library entry point,
-run forward, exported to GGUF f32 and verified by the exporter's own verification. Exactness checks:
+run forward, exported to GGUF f32 and verified by the exporter's own verification (the rarer head
+variants of qwen2/qwen3/phi3 are ``slow``). Exactness checks:
 pruning only dead MLP channels or dead key/value groups (their activation is exactly zero) leaves the
 logits unchanged, which fails if any weight is sliced on the wrong axis or in the wrong order.
 """
@@ -80,9 +81,18 @@ def _export_and_verify(model_dir, tmp_path):
 WIDTH = dict(hidden_size=32, intermediate_size=64, num_attention_heads=2)
 
 
-@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-@pytest.mark.parametrize("mode", ["depth", "width"])
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def _cases():
+    """Every architecture x {depth, width} with its usual head (Gemma tied, the others untied), plus the
+    other head for llama and gemma3, by default; the remaining head variants are ``slow``."""
+    for arch in sorted(ARCHITECTURES):
+        for mode in ("depth", "width"):
+            for tied in (False, True):
+                usual = tied == (arch == "gemma3")
+                marks = () if usual or arch in ("llama", "gemma3") else pytest.mark.slow
+                yield pytest.param(arch, mode, tied, id=f"{arch}-{mode}-{'tied' if tied else 'untied'}", marks=marks)
+
+
+@pytest.mark.parametrize("arch,mode,tied", list(_cases()))
 def test_prune_forward_and_export(arch, mode, tied, teachers, calib, tmp_path):
     teacher = teachers(arch, tied)
     shape = {"num_layers": 2} if mode == "depth" else WIDTH
