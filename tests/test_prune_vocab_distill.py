@@ -80,3 +80,35 @@ def test_another_teacher_is_refused(tmp_path, setup, tiny_model_factory):
     assert AutoTokenizer.from_pretrained(other).get_vocab() != AutoTokenizer.from_pretrained(student).get_vocab()
     with pytest.raises(ConfigError, match="made from another teacher tokenizer"):
         _first_loss(tmp_path, other, student, data, loss="forward_kl")
+
+
+def test_prune_cli_vocab_data_end_to_end(tmp_path, setup):
+    """`edgedistill prune --vocab data [--vocab-size N]`: the student, its map and prune.json's vocab figures."""
+    from click.testing import CliRunner
+    from transformers import AutoTokenizer
+
+    from edgedistill.cli import main
+    from edgedistill.vocab_map import load_vocab_map
+
+    teacher, _, data = setup
+    out = tmp_path / "student"
+    res = CliRunner().invoke(main, ["prune", "--teacher", str(teacher), "--data", str(data), "--out", str(out),
+                                    "--vocab", "data"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "prune.json").read_text())
+    vocab = report["vocab"]
+    vmap = load_vocab_map(out)
+    t_tok, s_tok = AutoTokenizer.from_pretrained(teacher), AutoTokenizer.from_pretrained(out)
+    assert vocab["kept"] == len(vmap) == len(s_tok) < len(t_tok)
+    assert vocab["token_coverage"] == 1.0 and vocab["identical_texts"] == 1.0
+    assert report["parameters_after"]["total"] < report["parameters_before"]["total"]
+    for line in data.read_text().splitlines():
+        rec = json.loads(line)
+        for text in (rec["response"], rec["prompt"]):
+            assert [vmap.student_to_teacher[i] for i in s_tok(text).input_ids] == t_tok(text).input_ids
+
+    res = CliRunner().invoke(main, ["prune", "--teacher", str(teacher), "--data", str(data), "--out",
+                                    str(tmp_path / "bad"), "--vocab", "data", "--vocab-size", "5"])
+    assert res.exit_code == 2
+    assert "\nerror: vocab_size=5 is smaller than the" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "bad").exists()
