@@ -8,7 +8,6 @@ at the kept ids; the GGUF export of the pruned student tokenizes in llama.cpp as
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from edgedistill.errors import ConfigError
 from edgedistill.prune.vocab import prune_vocabulary
 from edgedistill.testing.tiny import CORPUS, build_tiny_model
 from edgedistill.vocab_map import MAP_FILE, load_vocab_map, vocab_hash
+from gguf_import_helpers import gemma_style_spm
 
 CALIBRATION = CORPUS[:9]  # prose, digits, code, whitespace, a little unicode
 UNSEEN = ["Ελληνικά и кириллица, עברית, हिन्दी 🦀🎉👩‍💻", "zzz QQQ 0xDEADBEEF ~~~ ¿¡ ∮ ½", "\t\t\n  \r\n x", "ﬁ ﷽ 𝔘𝔫𝔦"]
@@ -27,22 +27,9 @@ SPM_CHAT = "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content
 
 def _spm_model(tmp_path: Path, keep_model_file: bool) -> Path:
     """A tiny gemma3 model with a SentencePiece BPE tokenizer (byte fallback), as Gemma's."""
-    import sentencepiece as spm
     from transformers import GemmaTokenizerFast
 
-    from edgedistill.gguf_import.probe_strings import probe_strings
-
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(CORPUS) * 4 + probe_strings(200, seed=1)), model_writer=buf, vocab_size=900,
-        model_type="bpe", byte_fallback=True, character_coverage=1.0, add_dummy_prefix=False,
-        remove_extra_whitespaces=False, normalization_rule_name="identity", split_digits=True,
-        allow_whitespace_only_pieces=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>",
-        eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
-        user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2,
-    )
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "tokenizer.model").write_bytes(buf.getvalue())
+    gemma_style_spm(tmp_path / "tokenizer.model", add_dummy_prefix=False)
     tok = GemmaTokenizerFast(vocab_file=str(tmp_path / "tokenizer.model"))
     tok.chat_template = SPM_CHAT
     model = build_tiny_model("gemma3", tmp_path / "spm-model", tokenizer=tok, hidden_size=32)

@@ -59,38 +59,32 @@ def _merge_pair(merge) -> tuple[str, str]:
     return tuple(merge.split(" ", 1)) if isinstance(merge, str) else (merge[0], merge[1])
 
 
-def bpe_trace(text: str, ranks: dict[tuple[str, str], int]) -> list[str]:
-    """Every symbol BPE creates while segmenting ``text`` alone: its characters, then each merge result."""
+def _merge_trace(text: str, priority) -> list[str]:
+    """Symbols created by greedy pairwise merging of ``text``'s characters: at each step the adjacent
+    pair with the lowest ``priority(left, right)`` (None: not mergeable; ties: leftmost) is merged."""
     symbols = list(text)
     seen = list(symbols)
     while len(symbols) > 1:
         best, at = None, -1
         for i in range(len(symbols) - 1):
-            r = ranks.get((symbols[i], symbols[i + 1]))
-            if r is not None and (best is None or r < best):
-                best, at = r, i
+            p = priority(symbols[i], symbols[i + 1])
+            if p is not None and (best is None or p < best):
+                best, at = p, i
         if at < 0:
             break
         symbols[at:at + 2] = [symbols[at] + symbols[at + 1]]
         seen.append(symbols[at])
     return seen
+
+
+def bpe_trace(text: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Every symbol BPE creates while segmenting ``text`` alone: its characters, then each merge result."""
+    return _merge_trace(text, lambda a, b: ranks.get((a, b)))
 
 
 def spm_trace(text: str, scores: dict[str, float]) -> list[str]:
     """The same for SentencePiece BPE: merge the adjacent pair that forms the best-scored piece."""
-    symbols = list(text)
-    seen = list(symbols)
-    while len(symbols) > 1:
-        best, at = None, -1
-        for i in range(len(symbols) - 1):
-            s = scores.get(symbols[i] + symbols[i + 1])
-            if s is not None and (best is None or s > best):
-                best, at = s, i
-        if at < 0:
-            break
-        symbols[at:at + 2] = [symbols[at] + symbols[at + 1]]
-        seen.append(symbols[at])
-    return seen
+    return _merge_trace(text, lambda a, b: -scores[a + b] if a + b in scores else None)
 
 
 class Closure:
