@@ -41,6 +41,23 @@ def texts_of(path: Path, tok) -> list[str]:
     return out
 
 
+def llama_tokenization(gguf_file: Path, student: Path, texts: list[str]) -> dict:
+    """llama.cpp's tokenization of the GGUF vs the student's HF tokenizer (with BOS, specials parsed)."""
+    import llama_cpp
+
+    from edgedistill.gguf_import.probe_strings import probe_strings
+    from edgedistill.models import load_tokenizer
+
+    hf = load_tokenizer(student)
+    llm = llama_cpp.Llama(str(gguf_file), vocab_only=True, verbose=False)
+    texts = texts + probe_strings(300, seed=5)
+    try:
+        bad = [t for t in texts if llm.tokenize(t.encode("utf-8"), add_bos=True, special=True) != hf(t).input_ids]
+    finally:
+        llm.close()
+    return {"texts": len(texts), "mismatches": len(bad), "examples": [b[:60] for b in bad[:3]]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vocab-size", type=int)
@@ -103,6 +120,9 @@ def main() -> None:
         art = res.artifacts[0]
         result["export"] = {"artifact": args.export, "passed": res.passed, "size_bytes": art.size_bytes,
                             "verification": art.verification}
+        gguf_files = list(Path(art.path).glob("*.gguf"))
+        if gguf_files:  # beyond the export's 30-text corpus: the held-out texts and probe strings
+            result["export"]["llama_cpp_tokenization"] = llama_tokenization(gguf_files[0], student, test)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
