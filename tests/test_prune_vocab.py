@@ -219,3 +219,36 @@ def test_without_merge_intermediates_segmentation_would_change(teachers, tmp_pat
     with pytest.raises(EdgeDistillError, match="segmented differently after pruning"):
         prune_vocabulary(teachers[kind], list(CALIBRATION), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_unigram_sentencepiece_keeps_only_the_used_pieces(tmp_path):
+    """Unigram: the teacher's best path over a subset that still holds its pieces is unchanged, so no
+    intermediates are kept; ids map, any text round-trips, tokenizer.model agrees."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import LlamaTokenizerFast
+
+    from edgedistill.gguf_import.probe_strings import probe_strings
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(CORPUS) * 4 + probe_strings(200, seed=1)), model_writer=buf, vocab_size=700,
+        model_type="unigram", byte_fallback=True, character_coverage=1.0, minloglevel=2,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3)
+    (tmp_path / "tokenizer.model").write_bytes(buf.getvalue())
+    tok = LlamaTokenizerFast(vocab_file=str(tmp_path / "tokenizer.model"), legacy=False, from_slow=True)
+    teacher = build_tiny_model("llama", tmp_path / "teacher", tokenizer=tok)
+    report = prune_vocabulary(teacher, list(CALIBRATION), tmp_path / "student")
+    assert report.merge_intermediates == 0 and report.kept < len(tok)
+    t_tok, s_tok = _toks(teacher, tmp_path / "student")
+    m = load_vocab_map(tmp_path / "student").student_to_teacher
+    for text in CALIBRATION:
+        assert [m[i] for i in s_tok(text).input_ids] == t_tok(text).input_ids
+    for text in list(CORPUS) + UNSEEN:
+        want = t_tok.decode(t_tok(text, add_special_tokens=False).input_ids)
+        assert s_tok.decode(s_tok(text, add_special_tokens=False).input_ids) == want
+    t_sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))
+    s_sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "student" / "tokenizer.model"))
+    for text in CALIBRATION:
+        assert [m[i] for i in s_sp.encode(text)] == t_sp.encode(text)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from edgedistill.atomic import atomic_write_bytes, atomic_write_text
@@ -198,6 +199,18 @@ def spm_piece_scores(model_dir: Path) -> dict[str, float] | None:
         return None
     normal = (spm_pb2.ModelProto.SentencePiece.NORMAL, spm_pb2.ModelProto.SentencePiece.USER_DEFINED)
     return {p.piece: p.score for p in proto.pieces if p.type in normal}
+
+
+def sentencepiece_counts(model_dir: Path, texts: list[str]) -> Counter:
+    """Ids the teacher's ``tokenizer.model`` itself produces on ``texts`` (kept too: the GGUF exporter
+    tokenizes with it, and it may segment some text unlike tokenizer.json)."""
+    path = model_dir / "tokenizer.model"
+    if not path.exists():
+        return Counter()
+    from sentencepiece import SentencePieceProcessor
+
+    sp = SentencePieceProcessor(model_file=str(path))
+    return Counter(i for text in texts for i in sp.encode(text))
 
 
 def _trim_sentencepiece(src: Path, dst: Path, kept: list[int]) -> None:

@@ -21,7 +21,8 @@ from edgedistill.atomic import atomic_dir
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.models import load_tokenizer
 from edgedistill.prune.tokenizer_trim import (
-    Closure, byte_ids, read_tokenizer_json, special_ids, spm_piece_scores, write_trimmed_tokenizer,
+    Closure, byte_ids, read_tokenizer_json, sentencepiece_counts, special_ids, spm_piece_scores,
+    write_trimmed_tokenizer,
 )
 from edgedistill.vocab_map import VocabMap, vocab_hash
 
@@ -33,7 +34,7 @@ class VocabReport:
     kept: int  # student vocabulary size (= embedding rows)
     teacher_tokens: int  # len(teacher tokenizer)
     teacher_rows: int  # teacher embedding rows (config.vocab_size, may be padded)
-    from_texts: int  # distinct tokens the teacher's tokenizer produced on the texts
+    from_texts: int  # distinct tokens the teacher produced on the texts (tokenizer.json, and tokenizer.model if any)
     merge_intermediates: int  # tokens kept only because merges need them
     specials: int
     byte_tokens: int
@@ -168,7 +169,8 @@ def prune_vocabulary(model_dir: Path, texts: list[str], out_dir: Path, *, vocab_
     specials = special_ids(tj, t_tok, _config_special_ids(model))
     byte_set = byte_ids(tj)
     closure = Closure(tj, spm_piece_scores(model_dir))
-    kept = sorted(choose_tokens(closure, counts, specials | byte_set, vocab_size))
+    sp_counts = sentencepiece_counts(model_dir, all_texts)
+    kept = sorted(choose_tokens(closure, counts + sp_counts, specials | byte_set, vocab_size))
     if kept[-1] >= teacher_rows:
         raise ConfigError(f"{model_dir}: the tokenizer has ids up to {kept[-1]} but the model only {teacher_rows} rows")
 
@@ -198,8 +200,8 @@ def prune_vocabulary(model_dir: Path, texts: list[str], out_dir: Path, *, vocab_
     n_text = sum(len(ids) for ids in teacher_ids[:len(texts)])
     covered = sum(c for tid, c in Counter(i for ids in teacher_ids[:len(texts)] for i in ids).items() if tid in new_id)
     return VocabReport(
-        kept=len(kept), teacher_tokens=len(t_tok), teacher_rows=teacher_rows, from_texts=len(counts),
-        merge_intermediates=len(set(kept) - set(counts) - specials - byte_set),
+        kept=len(kept), teacher_tokens=len(t_tok), teacher_rows=teacher_rows, from_texts=len(counts | sp_counts),
+        merge_intermediates=len(set(kept) - set(counts) - set(sp_counts) - specials - byte_set),
         specials=len(specials), byte_tokens=len(byte_set), vocab_size_cap=vocab_size, texts=len(texts),
         text_tokens=n_text, token_coverage=covered / max(n_text, 1),
         identical_texts=same / len(all_texts), student_tokens_per_teacher_token=n_student / max(n_text, 1),
