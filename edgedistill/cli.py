@@ -570,7 +570,7 @@ def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_token
 @click.argument("recipe", metavar="RECIPE.yaml")
 @click.option("--quick", is_flag=True, help="Apply the recipe's quick: overrides (a few-minute smoke run, "
                                             "written to <out_dir>-quick).")
-@click.option("--from-stage", type=click.Choice(["generate", "distill", "export", "eval", "bench"]),
+@click.option("--from-stage", type=click.Choice(["generate", "prune", "distill", "export", "eval", "bench"]),
               help="Run this stage and every later one again, even if finished.")
 @friendly_errors
 def run_cmd(recipe, quick, from_stage):

@@ -9,7 +9,8 @@ Every stage writes under ``out_dir``::
 
     out_dir/state.json                 finished stages (written atomically after each stage)
     out_dir/generate/teacher.jsonl     teacher outputs on data.train            (generate)
-    out_dir/students/pruned/           student before distillation (keep_layers) (distill)
+    out_dir/students/pruned/           student before distillation (student.prune: prune;
+                                       student.keep_layers: distill)
     out_dir/students/distilled/        distilled student                          (distill)
     out_dir/artifacts/<name>/          exported artifacts with manifest.json      (export)
     out_dir/eval/eval.{json,md,png}    quality of every model                     (eval)
@@ -38,21 +39,25 @@ from edgedistill.atomic import atomic_write_json
 from edgedistill.config import from_dict, load_yaml, require
 from edgedistill.errors import ConfigError, EdgeDistillError
 
-STAGES = ("generate", "distill", "export", "eval", "bench")
+STAGES = ("generate", "prune", "distill", "export", "eval", "bench")
 STATE_FILE = "state.json"
 
 
 @dataclass
 class StudentSpec:
-    """The student: an existing model, or a layer-pruned copy of the teacher."""
+    """The student: an existing model, a layer-pruned copy of the teacher, or one built by the prune
+    stage (depth, width and vocabulary; PruneConfig settings except teacher/data/out/task)."""
 
     path: str | None = field(default=None, metadata={"help": "A Hugging Face directory or .gguf file."})
     keep_layers: list[int] | None = field(default=None, metadata={
         "help": "Teacher blocks kept by layer pruning, e.g. [0, 3, 6, 9, 12, 15] (instead of path)."})
+    prune: dict | None = field(default=None, metadata={
+        "help": "Settings of the prune stage, e.g. {num_layers: 6, hidden_size: 512, vocab: data}."})
 
     def __post_init__(self):
-        require((self.path is None) != (self.keep_layers is None), "student",
-                "give exactly one of path or keep_layers")
+        given = [x for x in (self.path, self.keep_layers, self.prune) if x is not None]
+        require(len(given) == 1, "student", "give exactly one of path or keep_layers (or prune: {...})")
+        require(self.prune is None or isinstance(self.prune, dict), "student.prune", "must be a mapping of settings")
         if self.keep_layers is not None:
             require(isinstance(self.keep_layers, list) and all(isinstance(i, int) and i >= 0 for i in self.keep_layers),
                     "student.keep_layers", "must be a list of non-negative layer indices")
@@ -103,6 +108,8 @@ class Recipe:
         require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
         bad = [s for s in self.stages if s not in STAGES]
         require(not bad, "stages", f"unknown stage(s) {', '.join(bad)}; valid: {', '.join(STAGES)}")
+        if self.student.prune is None:  # nothing to prune: the stage has no work (keep_layers prunes in distill)
+            self.stages = [s for s in self.stages if s != "prune"]
         for name in ("generate", "distill", "export", "eval", "bench", "quick"):
             require(isinstance(getattr(self, name) or {}, dict), name, "must be a mapping of settings")
             setattr(self, name, dict(getattr(self, name) or {}))
@@ -191,6 +198,18 @@ def _settings(recipe: Recipe, section: str, derived: dict, where: str, defaults:
     return _deep_merge(_deep_merge(defaults or {}, derived), own)
 
 
+def _prune_settings(recipe: Recipe, where: str, teacher_path: str, layout: Layout) -> dict:
+    """The prune stage's settings: student.prune plus the wiring (calibration data: the teacher's
+    answers when generate runs, else the training prompts)."""
+    own = recipe.student.prune or {}
+    derived = {"teacher": teacher_path, "out": str(layout.pruned), "task": recipe.task,
+               "data": str(layout.generated) if "generate" in recipe.stages else recipe.data.train}
+    clash = sorted(k for k in own if k in derived)
+    if clash:
+        raise ConfigError(f"{where}: student.prune.{', '.join(clash)} is set by the recipe itself; remove it")
+    return {**derived, **own}
+
+
 def _stage_class(stage: str):
     """The settings class and library function of a stage (imported lazily)."""
     try:
@@ -198,6 +217,10 @@ def _stage_class(stage: str):
             from edgedistill.generate import GenerateConfig, generate
 
             return GenerateConfig, generate
+        if stage == "prune":
+            from edgedistill.prune import PruneConfig, prune
+
+            return PruneConfig, prune
         if stage == "distill":
             from edgedistill.distill import distill
             from edgedistill.distill.config import DistillConfig
@@ -229,12 +252,14 @@ class Plan:
         self.layout = Layout(Path(recipe.out_dir))
         self.teacher = teacher_path
         L = self.layout
-        self.student_before = str(L.pruned) if recipe.student.keep_layers is not None else recipe.student.path
+        pruned = recipe.student.keep_layers is not None or recipe.student.prune is not None
+        self.student_before = str(L.pruned) if pruned else recipe.student.path
         self.settings: dict[str, dict] = {}
         self.settings["generate"] = _settings(recipe, "generate", {
             "data": recipe.data.train, "out": str(L.generated), "task": recipe.task,
             "teacher": {"path": teacher_path},
         }, self.where)
+        self.settings["prune"] = _prune_settings(recipe, self.where, teacher_path, L)
         self.settings["distill"] = _settings(recipe, "distill", {
             "student": self.student_before, "teacher": teacher_path, "data": str(L.generated),
             "out": str(L.distilled),
@@ -268,6 +293,8 @@ class Plan:
         """Settings of this stage + the previous stage's fingerprint (so a change reruns what follows).
         The student only matters from distill on: changing it keeps the teacher's generated data."""
         student = None if stage == "generate" else [self.student_before, self.recipe.student.keep_layers]
+        if student is not None and self.recipe.student.prune is not None:
+            student.append(self.settings["prune"])
         blob = json.dumps([stage, self.settings[stage], self.teacher, student, upstream], sort_keys=True,
                           default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -387,10 +414,22 @@ def _run_generate(plan: Plan, log) -> dict:
     return {"data": cfg.out}
 
 
+def _run_prune(plan: Plan, log) -> dict:
+    if "generate" in plan.recipe.stages:
+        _need(plan.layout.generated, "prune", "generate")
+    cfg = plan.config("prune")
+    report = _stage_class("prune")[1](cfg, log=lambda s: log(f"  {s}"))
+    for line in report.lines():
+        log(f"  {line}")
+    return {"student": cfg.out, "report": str(plan.layout.pruned / "prune.json")}
+
+
 def _run_distill(plan: Plan, log) -> dict:
     L = plan.layout
     _need(L.generated, "distill", "generate")
     keep = plan.recipe.student.keep_layers
+    if plan.recipe.student.prune is not None:
+        _need(L.pruned / "config.json", "distill", "prune")
     marker = L.pruned.with_name("pruned.json")  # which teacher / layers the pruned copy was made from
     wanted = {"teacher": plan.teacher, "keep_layers": keep}
     have = json.loads(marker.read_text()) if marker.exists() else None
@@ -476,6 +515,7 @@ def _run_bench(plan: Plan, log) -> dict:
 
 STAGE_RUNNERS = {
     "generate": _run_generate,
+    "prune": _run_prune,
     "distill": _run_distill,
     "export": _run_export,
     "eval": _run_eval,

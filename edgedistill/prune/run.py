@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgedistill.atomic import atomic_dir, atomic_write_json
+from edgedistill.errors import EdgeDistillError
 from edgedistill.prune.config import PruneConfig, check_against
 
 REPORT_FILE = "prune.json"
@@ -32,8 +33,8 @@ class PruneReport:
     shape_after: dict
     parameters_before: dict
     parameters_after: dict
-    size_mb_before: dict
-    size_mb_after: dict
+    size_bytes_before: dict
+    size_bytes_after: dict
     perplexity_before: float
     perplexity_after: float
     perplexity_scored_on: str
@@ -56,7 +57,7 @@ class PruneReport:
         out += [f"  {c}: {self.parameters_before[c] / 1e6:.2f}M -> {self.parameters_after[c] / 1e6:.2f}M"
                 for c in COMPONENTS]
         out.append("estimated GGUF size: " + ", ".join(
-            f"{q} {self.size_mb_before[q]:.0f} -> {self.size_mb_after[q]:.0f} MB" for q in SIZE_QUANTS))
+            f"{q} {self.size_bytes_before[q] / 1e6:.1f} -> {self.size_bytes_after[q] / 1e6:.1f} MB" for q in SIZE_QUANTS))
         out.append(f"layers kept: {self.layers_kept}")
         out.append(f"calibration perplexity ({self.perplexity_scored_on}, {self.calibration_records} records): "
                    f"teacher {self.perplexity_before:.1f}, student {self.perplexity_after:.1f}")
@@ -81,10 +82,10 @@ def parameter_counts(model) -> dict:
         if id(p) in seen:
             continue
         seen.add(id(p))
-        if head is not None and p is head.weight:
-            part = "head"
-        elif "embed" in name:
+        if "embed" in name:  # before the head test: a tied head *is* the embedding
             part = "embedding"
+        elif head is not None and p is head.weight:
+            part = "head"
         elif "norm" in name:
             part = "norms"
         elif ".mlp." in name:
@@ -100,11 +101,12 @@ def parameter_counts(model) -> dict:
 
 
 def estimated_sizes(total_params: int) -> dict:
-    """MB of a GGUF of ``total_params`` weights per quant (bits per weight as export's target sizing)."""
+    """Bytes of a GGUF of ``total_params`` weights per quant (bits per weight, as `export --target`
+    estimates them)."""
     from edgedistill.export.formats import FORMATS
 
     quants = FORMATS.get("gguf").quants
-    return {q: round(total_params * quants[q].bits_per_weight / 8 / 2**20, 1) for q in SIZE_QUANTS}
+    return {q: int(total_params * quants[q].bits_per_weight / 8) for q in SIZE_QUANTS}
 
 
 def shape_of(config) -> dict:
@@ -158,8 +160,8 @@ def prune(cfg: PruneConfig, log=print) -> PruneReport:
     before = parameter_counts(model)
     report = PruneReport(
         out=str(cfg.out), teacher=str(cfg.teacher), shape_before=shape_of(tcfg), shape_after={},
-        parameters_before=before, parameters_after={}, size_mb_before=estimated_sizes(before["total"]),
-        size_mb_after={}, perplexity_before=acts.perplexity, perplexity_after=float("nan"),
+        parameters_before=before, parameters_after={}, size_bytes_before=estimated_sizes(before["total"]),
+        size_bytes_after={}, perplexity_before=acts.perplexity, perplexity_after=float("nan"),
         perplexity_scored_on="teacher answers" if any(ex.response for ex in examples) else "every token",
         layers_kept=keep, layer_scores=[round(s, 6) for s in acts.block_influence], heads_kept=heads,
         calibration_records=len(seqs), calibration_tokens=acts.tokens, settings=asdict(cfg))
@@ -182,7 +184,7 @@ def _write(cfg: PruneConfig, student, tok, examples, report: PruneReport, log) -
             try:
                 student.save_pretrained(stage, safe_serialization=True)
                 tok.save_pretrained(stage)
-                from edgedistill.prune.vocab import prune_vocabulary  # h12b's module, loaded only here
+                prune_vocabulary = _vocabulary_step()
 
                 log("trimming the vocabulary to the calibration data ...")
                 vocab_report = prune_vocabulary(stage, calibration.calibration_texts(tok, examples), tmp,
@@ -197,9 +199,18 @@ def _write(cfg: PruneConfig, student, tok, examples, report: PruneReport, log) -
         seqs = calibration.tokenize_calibration(final_tok, examples, cfg.max_length)
         report.perplexity_after = importance.perplexity(final, seqs)
         report.parameters_after = parameter_counts(final)
-        report.size_mb_after = estimated_sizes(report.parameters_after["total"])
+        report.size_bytes_after = estimated_sizes(report.parameters_after["total"])
         report.shape_after = shape_of(final.config)
         atomic_write_json(tmp / REPORT_FILE, report.to_dict())
+
+
+def _vocabulary_step():
+    try:
+        from edgedistill.prune.vocab import prune_vocabulary  # imported only when vocab=data is asked for
+    except ImportError as exc:
+        raise EdgeDistillError(f"vocabulary pruning (vocab=data) is not available in this installation: {exc}",
+                               hint="prune with vocab=full") from None
+    return prune_vocabulary
 
 
 def read_report(out_dir: str | Path) -> dict | None:

@@ -58,7 +58,8 @@ class WidthRule:
         for i in range(len(decoder_layers(model))):
             names += [f"{prefix}.{i}.{n.rsplit('.', 1)[0]}" for n, kinds in self.block_params.items()
                       if kinds == ("hidden",)]
-        return names
+        modules = dict(model.named_modules())
+        return [n for n in names if n in modules]
 
 
 WIDTH_RULES: Registry[WidthRule] = Registry("width-pruning architecture")
@@ -206,7 +207,7 @@ def prune_width(model, acts, layer_ids: list[int], plan: WidthPlan, rule: WidthR
             kinds = rule.block_params.get(rest)
             idx = sets[int(i)]
         else:
-            kinds, idx = rule.top_params.get(name), sets[0] if sets else {"hidden": _top(acts.hidden, plan.hidden_size)}
+            kinds, idx = rule.top_params.get(name), sets[0]
         if kinds is None:
             raise RuntimeError(f"width rule {rule.family!r} does not say how to slice {name}")
         state[name] = _slice(tensor, kinds, idx, name)
@@ -219,7 +220,7 @@ def prune_width(model, acts, layer_ids: list[int], plan: WidthPlan, rule: WidthR
     if getattr(config, "tie_word_embeddings", False):
         student.tie_weights()
     if rule.fix is not None:
-        rule.fix(student, teacher_config, sets[0] if sets else {})
+        rule.fix(student, teacher_config, sets[0])
     student.generation_config = copy.deepcopy(model.generation_config)
     return student, [{"layer": old, "query_heads": s["q_heads"].tolist(), "kv_heads": s["kv_heads"].tolist()}
                      for old, s in zip(layer_ids, sets)]
