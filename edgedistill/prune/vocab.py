@@ -35,6 +35,7 @@ class VocabReport:
     teacher_tokens: int  # len(teacher tokenizer)
     teacher_rows: int  # teacher embedding rows (config.vocab_size, may be padded)
     from_texts: int  # distinct tokens the teacher produced on the texts (tokenizer.json, and tokenizer.model if any)
+    kept_from_texts: int  # of those, kept (all of them without a cap)
     merge_intermediates: int  # tokens kept only because merges need them
     specials: int
     byte_tokens: int
@@ -51,7 +52,8 @@ class VocabReport:
         return asdict(self)
 
     def describe(self) -> str:
-        return (f"vocabulary: kept {self.kept:,} of {self.teacher_tokens:,} tokens ({self.from_texts:,} from the texts, "
+        return (f"vocabulary: kept {self.kept:,} of {self.teacher_tokens:,} tokens ({self.kept_from_texts:,} of the "
+                f"{self.from_texts:,} the texts use, "
                 f"{self.merge_intermediates:,} merge intermediates, {self.specials} special, {self.byte_tokens} byte); "
                 f"coverage {self.token_coverage:.2%} of {self.text_tokens:,} text tokens, "
                 f"{self.identical_texts:.1%} of texts segmented as the teacher does")
@@ -201,6 +203,7 @@ def prune_vocabulary(model_dir: Path, texts: list[str], out_dir: Path, *, vocab_
     covered = sum(c for tid, c in Counter(i for ids in teacher_ids[:len(texts)] for i in ids).items() if tid in new_id)
     return VocabReport(
         kept=len(kept), teacher_tokens=len(t_tok), teacher_rows=teacher_rows, from_texts=len(counts | sp_counts),
+        kept_from_texts=len((set(counts) | set(sp_counts)) & set(new_id)),
         merge_intermediates=len(set(kept) - set(counts) - set(sp_counts) - specials - byte_set),
         specials=len(specials), byte_tokens=len(byte_set), vocab_size_cap=vocab_size, texts=len(texts),
         text_tokens=n_text, token_coverage=covered / max(n_text, 1),
