@@ -179,3 +179,27 @@ def write_spm_vocab_gguf(sp, out_path: Path, add_space_prefix: bool, arch: str =
     w.write_tensors_to_file()
     w.close()
     return out_path
+
+
+def gemma_style_spm(out_file: Path, add_dummy_prefix: bool) -> Path:
+    """A SentencePiece BPE trained as Gemma's (byte fallback, digits split, <pad>/<eos>/<bos>/<unk> at
+    0..3, turn markers as user-defined pieces), written to ``out_file``."""
+    import io
+
+    import sentencepiece as spm
+
+    from edgedistill.gguf_import.probe_strings import probe_strings
+    from edgedistill.testing.tiny import CORPUS
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(CORPUS) * 4 + probe_strings(200, seed=1)), model_writer=buf, vocab_size=900,
+        model_type="bpe", byte_fallback=True, character_coverage=1.0, add_dummy_prefix=add_dummy_prefix,
+        remove_extra_whitespaces=False, normalization_rule_name="identity", split_digits=True,
+        allow_whitespace_only_pieces=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>",
+        eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+        user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2,
+    )
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_bytes(buf.getvalue())
+    return out_file

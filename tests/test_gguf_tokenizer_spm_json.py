@@ -12,7 +12,6 @@ llama.cpp on the original Gemma GGUF file.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -23,7 +22,8 @@ import pytest
 from edgedistill.errors import EdgeDistillError
 from edgedistill.export.gguf import describe_gguf, write_gguf
 from edgedistill.gguf_import.probe_strings import probe_strings
-from edgedistill.testing.tiny import CORPUS, build_tiny_model
+from edgedistill.testing.tiny import build_tiny_model
+from gguf_import_helpers import gemma_style_spm
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -39,20 +39,10 @@ def _spm_json_model(tmp_path: Path, prefix: bool) -> Path:
     deleted from ``model/``. With ``prefix`` the SentencePiece model adds a dummy "▁" prefix and the
     tokenizer.json gets the matching ``Prepend`` normalizer.
     """
-    import sentencepiece as spm
     from tokenizers import AddedToken
     from transformers import GemmaTokenizerFast
 
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(CORPUS) * 4 + probe_strings(200, seed=1)), model_writer=buf, vocab_size=900,
-        model_type="bpe", byte_fallback=True, character_coverage=1.0, add_dummy_prefix=prefix,
-        remove_extra_whitespaces=False, normalization_rule_name="identity", split_digits=True,
-        allow_whitespace_only_pieces=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>",
-        eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
-        user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2,
-    )
-    (tmp_path / "tokenizer.model").write_bytes(buf.getvalue())
+    gemma_style_spm(tmp_path / "tokenizer.model", add_dummy_prefix=prefix)
     tok = GemmaTokenizerFast.from_pretrained(str(tmp_path), add_bos_token=True)  # v5: no vocab_file=, no BOS by default
     # a non-special added token (USER_DEFINED in GGUF), matched in the raw text as import-gguf's are
     tok.add_tokens([AddedToken("[multimodal]", special=False, normalized=False)])

@@ -62,8 +62,10 @@ from edgedistill.distill.data import (
 )
 from edgedistill.distill.losses import LOSSES, FullTeacher, LossSpec, TopKTeacher, chunked_response_loss
 from edgedistill.distill.student import add_lora, decoder_of, head_of, prune_layers, softcap_of
+from edgedistill.distill.vocab_teacher import MappedTeacher, check_mapped_vocab
 from edgedistill.errors import ConfigError, DataError
 from edgedistill.models import load_tokenizer, resolve_model_dir
+from edgedistill.vocab_map import load_vocab_map
 
 
 @dataclass
@@ -304,11 +306,13 @@ def distill(config: DistillConfig) -> DistillSummary:
     tokenizer = load_tokenizer(student_dir, "student")
     pad_id = tokenizer.pad_token_id
     n_vocab = len(tokenizer)
+    vmap = load_vocab_map(student_dir)  # a vocabulary-pruned student: the teacher is seen through the map
     needs_teacher_logits = spec.uses_teacher_logits
     if needs_teacher_logits and teacher_dir is not None:
         t_tok = load_tokenizer(teacher_dir, "teacher")
         samples = [e.response for e in loaded.examples[:64]] + [e.prompt or "" for e in loaded.examples[:16]]
-        n_vocab = check_shared_vocab(student_dir, teacher_dir, tokenizer, t_tok, samples)
+        n_vocab = (check_mapped_vocab(student_dir, teacher_dir, tokenizer, t_tok, vmap) if vmap is not None
+                   else check_shared_vocab(student_dir, teacher_dir, tokenizer, t_tok, samples))
 
     # 2. tokens and split
     tok_data = tokenize_examples(tokenizer, loaded.examples, cfg.max_length)
@@ -338,6 +342,8 @@ def distill(config: DistillConfig) -> DistillSummary:
 
         cache_dir = Path(cfg.topk_cache_dir) if cfg.topk_cache_dir else work / "teacher-topk"
         meta_extra = {"teacher": str(teacher_dir) if teacher_dir else None, "data": data_fingerprint(examples)}
+        if vmap is not None:  # a cache built through another id map is rebuilt
+            meta_extra["vocab_map"] = vmap.fingerprint()
         if is_main:
             expected = {"k": min(cfg.teacher_topk, n_vocab), "temperature": cfg.temperature, "n_vocab": n_vocab,
                         "n_examples": len(examples), "shard_size": 64, **meta_extra}
@@ -346,6 +352,7 @@ def distill(config: DistillConfig) -> DistillSummary:
                     raise ConfigError(f"top-k cache {cache_dir} is missing or was built for other data; "
                                       "give --teacher to (re)build it")
                 t_model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).to(device).eval()
+                t_model = MappedTeacher(t_model, vmap) if vmap is not None else t_model
                 build_topk_cache(t_model, examples, cache_dir, cfg.teacher_topk, cfg.temperature, n_vocab,
                                  meta_extra, pad_id, batch_size=max(cfg.batch_size, 4),
                                  chunk=loss_chunk_positions(cfg, n_vocab), device=device,
@@ -357,6 +364,7 @@ def distill(config: DistillConfig) -> DistillSummary:
         teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
+        teacher = MappedTeacher(teacher, vmap) if vmap is not None else teacher
 
     # 4. student, optimizer, schedule
     student = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32)

@@ -37,6 +37,7 @@ from edgedistill.config import require
 from edgedistill.errors import DataError, EdgeDistillError
 from edgedistill.eval import metrics as M
 from edgedistill.tasks import render_plain
+from edgedistill.vocab_map import artifact_vocab_map
 
 
 @dataclass
@@ -333,6 +334,7 @@ def score_model(path: str, name: str, records: list[dict], prompts: list[str], f
 
     task = TASKS.get(cfg.task)
     art = detect_artifact(path)
+    vmap = artifact_vocab_map(art.path)  # a vocabulary-pruned student: agreement in the teacher's ids
     per_record = []
     ttfts, decode_tokens, decode_seconds = [], 0, 0.0
     ppl_mode = "full"
@@ -365,7 +367,7 @@ def score_model(path: str, name: str, records: list[dict], prompts: list[str], f
                         "reference": task.normalize_reference(rec.get("reference"))}
                 if cfg.perplexity and ppl_mode != "n/a":
                     ref_ids = runtime.tokenize(rec["reference"], add_special_tokens=False)[: cfg.max_reference_tokens]
-                    item.update(_reference_scores(runtime, prompt_ids, ref_ids, ppl_mode))
+                    item.update(_reference_scores(runtime, prompt_ids, ref_ids, ppl_mode, vmap))
                 per_record.append(item)
         finally:
             runtime.close()
@@ -387,7 +389,7 @@ def score_model(path: str, name: str, records: list[dict], prompts: list[str], f
     }
 
 
-def _reference_scores(runtime, prompt_ids: list[int], ref_ids: list[int], mode: str) -> dict:
+def _reference_scores(runtime, prompt_ids: list[int], ref_ids: list[int], mode: str, vmap=None) -> dict:
     if not ref_ids:
         return {"nll": [], "top1": [], "ids_hash": None}
     import numpy as np
@@ -399,9 +401,11 @@ def _reference_scores(runtime, prompt_ids: list[int], ref_ids: list[int], mode: 
     else:  # one call per position: the runtime returns the last position only
         rows = np.stack([runtime.logits(full[:i])[-1] for i in range(len(prompt_ids), len(full))])
     nll = M.reference_nll(rows, ref_ids)
+    top1 = [int(i) for i in rows.argmax(-1)]
+    if vmap is not None:  # compared with the teacher in the teacher's ids
+        full, top1 = [vmap.student_to_teacher[i] for i in full], [vmap.student_to_teacher[i] for i in top1]
     ids_hash = hashlib.sha256(json.dumps(full).encode()).hexdigest()[:16]
-    return {"nll": [round(float(x), 5) for x in nll], "top1": [int(i) for i in rows.argmax(-1)],
-            "ids_hash": ids_hash}
+    return {"nll": [round(float(x), 5) for x in nll], "top1": top1, "ids_hash": ids_hash}
 
 
 # --- summarising ----------------------------------------------------------------------------------

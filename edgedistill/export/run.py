@@ -33,6 +33,7 @@ from edgedistill.config import require, to_dict
 from edgedistill.errors import EdgeDistillError, VerificationError
 from edgedistill.export.formats import FORMATS, ExportOptions
 from edgedistill.export.manifest import build_manifest, write_manifest
+from edgedistill.vocab_map import copy_vocab_map
 from edgedistill.export.source import SourceModel, inspect_source
 from edgedistill.export.verify import VERIFY_PROMPTS, build_reference, thresholds_of, unloadable, verify_artifact
 
@@ -281,6 +282,7 @@ def _export_one(config, source, source_sha, fmt_name, quant, final: Path, refere
         with atomic_dir(final, overwrite=True, made_by=ARTIFACT_MARKERS) as tmp:
             t0 = time.perf_counter()
             format_info = fmt.write(source.path, tmp, quant, config.options) or {}
+            copy_vocab_map(source.path, tmp)  # a vocabulary-pruned student's ids -> teacher ids, for eval
             t_export = time.perf_counter() - t0
             # runtimes find the format through manifest.json; the full manifest replaces this one below
             write_manifest(tmp, {"format": fmt_name, "quant": quant, "status": "incomplete"})

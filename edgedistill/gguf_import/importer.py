@@ -23,6 +23,7 @@ from edgedistill.atomic import atomic_dir, atomic_write_json
 from edgedistill.errors import EdgeDistillError
 from edgedistill.gguf_import.reader import GGUFFile, read_gguf
 from edgedistill.gguf_import.tokenizer import CONTROL_LOOKING_TEXTS, read_vocab, tokenizer_from_vocab
+from edgedistill.vocab_map import copy_vocab_map
 
 # general.architecture values whose weights transformers can load as a causal LM (its GGUF loader
 # also knows t5/umt5, which are not causal LMs). gemma3 is checked against llama.cpp on the real
@@ -187,6 +188,7 @@ def import_gguf(
     with atomic_dir(out, overwrite=overwrite, made_by=IMPORT_MARKERS) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        copy_vocab_map(path.parent, tmp, len(vocab.tokens))  # the export of a vocabulary-pruned student
         atomic_write_json(
             tmp / "gguf_import.json",
             {
