@@ -26,7 +26,7 @@ GIB = 2**30
 BW_GRID = [round(0.15 + 0.01 * i, 2) for i in range(86)]  # 0.15 .. 1.00
 COMPUTE_GRID = [0.005 * (1 / 0.005) ** (i / 59) for i in range(60)]  # 0.005 .. 1, log-spaced
 FIXED_GRID = [0.0, 2.5, 5.0, 10.0, 20.0]  # us per layer per token; published figures (>= 0.9 GiB) barely see it
-PRIOR_WEIGHT = 0.05
+PRIOR_WEIGHT = 0.3  # enough that a class whose figures are all compute-bound keeps a physical bandwidth share
 
 
 def load_figures(path: str | Path) -> tuple[dict, list[dict]]:
