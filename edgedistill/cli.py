@@ -335,6 +335,24 @@ def targets_show_cmd(name, targets_dir):
     click.echo(yaml.safe_dump(t.summary(), sort_keys=False, allow_unicode=True).rstrip())
 
 
+@targets_cmd.command("probe")
+@friendly_errors
+def targets_probe_cmd():
+    """Re-measure this host's memory bandwidth and GFLOP/s (the `host` profile's `auto` values).
+
+    The result is cached (~/.cache/edgedistill/bandwidth.json) with the load average before and after,
+    so a probe taken on a busy machine is visible.
+    """
+    from edgedistill.bench.bandwidth import cache_path, host_probe, probe_under_load
+
+    r = host_probe(refresh=True)
+    click.echo(f"bandwidth {r['bandwidth_gbs']} GB/s, {r['gflops']} GFLOP/s on {r['cpus']} CPUs ({r['method']})")
+    click.echo(f"load average before {r.get('loadavg_before')}, after {r.get('loadavg_after')}; cached in {cache_path()}")
+    warning = probe_under_load(r)
+    if warning:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
 @main.command("plan")
 @click.argument("model", metavar="MODEL")
 @click.option("--quant", "quants", multiple=True, metavar="[FMT:]QUANT",

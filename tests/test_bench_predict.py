@@ -125,3 +125,46 @@ def test_core_class_name_is_validated(tmp_path):
     bad.write_text(src.replace("core_class: cortex-a76", "core_class: 'Cortex A76!'"))
     with pytest.raises(ConfigError, match="invalid field 'core_class'"):
         load_target_file(bad)
+
+
+def test_cv_flag_names_the_figure_that_tripped_it():
+    from edgedistill.bench.harness import summarize
+    from edgedistill.bench.report import markdown_table
+
+    samples = [{"ttft_s": t, "prefill_tps": 100.0, "decode_tps": 50.0, "itl_s": [0.02], "gen_tokens": 8}
+               for t in (0.1, 0.2, 0.1, 0.3)]  # steady decode, noisy TTFT
+    row = summarize({"samples": samples}, cv_threshold=0.10)
+    assert row["high_cv"] is True and row["decode_cv"] == 0
+    assert row["high_cv_of"].startswith("TTFT CV ")
+    md = markdown_table([{**row, "artifact": "a", "target": "host", "label": "measured", "status": "ok"}])
+    assert "0.0% ⚠ high (TTFT CV" in md
+
+
+def test_bench_predicted_row_is_labelled_and_kept_out_of_measurements():
+    from edgedistill.bench.harness import _predicted_row
+
+    base = {"artifact": "a", "target": "raspberry-pi-5", "prompt_len": 128}
+    [row] = _predicted_row(base, _shape(), load_target("raspberry-pi-5"), "llama.cpp", 64)
+    assert row["label"] == "predicted" and row["status"] == "predicted" and row["prompt_len"] is None
+    assert row["decode_tps_low"] <= row["decode_tps"] <= row["decode_tps_high"]
+    assert row["note"].startswith("core class cortex-a76")
+    assert _predicted_row(base, _shape(), load_target("raspberry-pi-5"), "torch", 64) == []  # no calibration: no row
+
+
+def test_targets_probe_records_load_average(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgedistill.bench import bandwidth
+    from edgedistill.cli import main
+
+    monkeypatch.setenv("EDGEDISTILL_CACHE", str(tmp_path))
+    monkeypatch.setattr(bandwidth, "measure_bandwidth", lambda: 12.345)
+    monkeypatch.setattr(bandwidth, "measure_gflops", lambda: 99.9)
+    monkeypatch.setattr(bandwidth, "_loadavg", lambda: [7.0, 3.0, 1.0])
+    r = CliRunner().invoke(main, ["targets", "probe"])
+    assert r.exit_code == 0, r.output
+    assert "bandwidth 12.35 GB/s" in r.output and "load average before [7.0, 3.0, 1.0]" in r.output
+    assert "probe taken under load" in r.output
+    cached = bandwidth.host_probe()  # the refreshed value is what later loads see
+    assert cached["bandwidth_gbs"] == 12.35 and cached["loadavg_after"] == [7.0, 3.0, 1.0]
+    assert bandwidth.probe_under_load({**cached, "loadavg_before": [0.1, 0, 0], "loadavg_after": [0.2, 0, 0]}) is None
