@@ -136,8 +136,10 @@ def predict_speed(shape, target, runtime: str = "llama.cpp", context: int | None
     cal = calibration or CALIBRATION
     if runtime not in cal["runtime_factors"]:
         raise ConfigError(f"no speed calibration for runtime {runtime!r}; known: {', '.join(cal['runtime_factors'])}")
-    cls, _ = core_class_of(target)
+    cls, named = core_class_of(target)
     const, desc, (low, high) = constants_for(cls, cal)
+    if cls and not named and not desc.startswith("fallback"):
+        desc = f"nearest {desc} (inferred from the profile's cpu/isa; it names no core_class)"
     n = threads_used(target, threads)
     context = context or target.context_length
     per_token = shape.bytes_read_per_token + shape.kv_cache_bytes(context)
