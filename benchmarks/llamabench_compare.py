@@ -57,6 +57,7 @@ def run_edgedistill(path: Path, threads: int, prompt: int, gen: int, reps: int, 
                                out=str(WORK / f"{path.stem}-{impl}-{rnd}"), progress=False))
     row = next(r for r in report.rows if r["label"] == "measured")
     return {"decode_tps": row.get("decode_tps"), "decode_cv": row.get("decode_cv"), "status": row["status"],
+            "peak_rss_mb": row.get("peak_rss_mb"),
             "impl": row.get("impl"), "loadavg_before": before, "loadavg_after": loadavg()}
 
 
@@ -76,12 +77,13 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"Host: {meta['machine']}, {meta['cpus']} CPUs, shared with other work (load averages beside each "
              f"figure in the JSON); llama-bench build {meta.get('llama_bench_build')}; threads {meta['threads']}, "
              f"prompt {meta['prompt_len']}, {meta['gen_len']} decoded tokens, {meta['rounds']} rounds A B C.", "",
-             "| file | MB | edgedistill bench decode (C sampler) | llama-bench tg | ratio | Python loop (old) | ratio | load avg (1 min) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| file | MB | edgedistill bench decode (C sampler) | llama-bench tg | ratio | Python loop (old) | ratio | load avg (1 min) | peak RSS MB: measured / plan |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['file']} | {r['mb']:.1f} | {r['bench_tps']:.1f} | {r['llama_bench_tps']:.1f} ± {r['llama_bench_sd']:.1f} | "
                      f"{r['ratio']:.3f} | {r['python_loop_tps']:.1f} | {r['python_loop_ratio']:.3f} | "
-                     f"{min(r['loads'])}-{max(r['loads'])} |")
+                     f"{min(r['loads'])}-{max(r['loads'])} | {r['measured_peak_rss_mb']:.0f} / {r['plan_peak_memory_mb']:.0f} "
+                     f"({r['memory_error'] * 100:+.0f}%) |")
     return "\n".join(lines) + "\n"
 
 
@@ -115,9 +117,17 @@ def main(argv=None) -> int:
         lb = statistics.median(x["tg_tps"] for x in b)
         py = statistics.median(x["decode_tps"] for x in c)
         loads = [x["loadavg_before"][0] for x in a + b + c]
+        # an independent check of `plan`'s memory (these files did not calibrate it): the runtime opens
+        # llama.cpp with n_ctx 2048 (or the model's trained context when shorter)
+        from edgedistill.bench.plan import plan
+
+        predicted_peak = plan(path, ["host"], context=2048, prompt_len=args.prompt_len)[0].peak_memory_mb
+        measured_peak = statistics.median(x["peak_rss_mb"] for x in a if x.get("peak_rss_mb"))
         rows.append({"file": path.name, "mb": path.stat().st_size / 2**20, "bench_tps": bench_tps, "llama_bench_tps": lb,
                      "llama_bench_sd": statistics.median(x["tg_stddev"] or 0 for x in b), "ratio": bench_tps / lb,
-                     "python_loop_tps": py, "python_loop_ratio": py / lb, "loads": loads})
+                     "python_loop_tps": py, "python_loop_ratio": py / lb, "loads": loads,
+                     "measured_peak_rss_mb": measured_peak, "plan_peak_memory_mb": predicted_peak,
+                     "memory_error": (predicted_peak - measured_peak) / measured_peak})
         raw.append({"file": str(path), "edgedistill_bench": a, "llama_bench": b, "python_loop": c})
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads, "prompt_len": args.prompt_len,
             "gen_len": args.gen_len, "rounds": args.rounds, "reps": args.reps, "llama_bench_build": build}
