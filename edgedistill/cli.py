@@ -384,6 +384,56 @@ def targets_show_cmd(name, targets_dir):
     click.echo(yaml.safe_dump(t.summary(), sort_keys=False, allow_unicode=True).rstrip())
 
 
+@targets_cmd.command("probe")
+@friendly_errors
+def targets_probe_cmd():
+    """Re-measure this host's memory bandwidth and GFLOP/s (the `host` profile's `auto` values).
+
+    The result is cached (~/.cache/edgedistill/bandwidth.json) with the load average before and after,
+    so a probe taken on a busy machine is visible.
+    """
+    from edgedistill.bench.bandwidth import cache_path, host_probe, probe_under_load
+
+    r = host_probe(refresh=True)
+    click.echo(f"bandwidth {r['bandwidth_gbs']} GB/s, {r['gflops']} GFLOP/s on {r['cpus']} CPUs ({r['method']})")
+    click.echo(f"load average before {r.get('loadavg_before')}, after {r.get('loadavg_after')}; cached in {cache_path()}")
+    warning = probe_under_load(r)
+    if warning:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+@main.command("plan")
+@click.argument("model", metavar="MODEL")
+@click.option("--quant", "quants", multiple=True, metavar="[FMT:]QUANT",
+              help="Quantization to plan, e.g. q4_k_m or onnx:int4; repeat for several (needed for a config).")
+@click.option("--target", "-t", "targets", multiple=True, default=("host",), show_default=True,
+              help="Device profile name; repeat for several.")
+@click.option("--context", type=click.IntRange(min=1), help="Context length in tokens (default: the profile's).")
+@click.option("--prompt-len", type=click.IntRange(min=1), default=128, show_default=True, help="Prompt tokens for TTFT.")
+@click.option("--threads", type=click.IntRange(min=1), help="Decode threads (default: the profile's).")
+@click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Extra directory searched first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows instead of a table.")
+@friendly_errors
+def plan_cmd(model, quants, targets, context, prompt_len, threads, targets_dir, as_json):
+    """Predict file size, peak memory, fit, TTFT and decode speed on devices, running nothing.
+
+    MODEL: a Hugging Face directory, its config.json alone, a .gguf file or an ONNX artifact.
+
+    \b
+    Examples:
+      edgedistill plan student/config.json --quant q4_k_m --quant onnx:int4 -t raspberry-pi-5 -t raspberry-pi-4
+      edgedistill plan model.gguf --target android-snapdragon-8-gen-3 --context 2048 --json
+    """
+    import json
+
+    from edgedistill.bench.plan import plan, plan_table
+    from edgedistill.targets import load_target
+
+    profiles = [load_target(t, targets_dir) for t in targets]
+    rows = plan(model, profiles, quants=list(quants), context=context, prompt_len=prompt_len, threads=threads)
+    click.echo(json.dumps([r.to_dict() for r in rows], indent=1) if as_json else plan_table(rows).rstrip())
+
+
 class _BenchGroup(click.Group):
     """`bench ARTIFACT...` runs the benchmark; `bench compare OLD NEW` compares two results."""
 

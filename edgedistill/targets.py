@@ -118,6 +118,9 @@ class TargetProfile:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     cpu: str = ""
     """Human description of the CPU, e.g. '4x Cortex-A76 @ 2.4 GHz'."""
+    core_class: str = ""
+    """Core class whose published measurements calibrate speed predictions (edgedistill.bench.predict);
+    empty: inferred from ``cpu`` / ``isa``, else the all-classes fallback."""
     source_file: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -158,6 +161,8 @@ class TargetProfile:
             if v < 0 or (v == 0 and fld != "runtime_overhead_mb"):
                 raise bad(fld, f"{v!r} must be > 0")
             set_(fld, float(v))
+        if self.core_class and not _NAME_RE.match(str(self.core_class)):
+            raise bad("core_class", f"{self.core_class!r} must be a name such as 'cortex-a76'")
         if self.memory_budget_mb > self.ram_mb:
             raise bad("memory_budget_mb", f"{self.memory_budget_mb:g} MB is more than ram_mb ({self.ram_mb:g} MB)")
         if self.runtime_overhead_mb >= self.memory_budget_mb:

@@ -108,3 +108,25 @@ def test_corrupt_file_is_a_clear_error(tmp_path, llama_gguf):
     bad.write_bytes(llama_gguf.read_bytes()[:5000])  # truncated, magic intact
     with pytest.raises(EdgeDistillError, match="could not load"):
         LlamaCppRuntime(detect_artifact(bad))
+
+
+def test_benchmark_decode_runs_the_c_sampler_once_per_token(llama_gguf, monkeypatch):
+    """decode_only (the benchmark) decodes as an app: C greedy sampler, one llama_decode per token,
+    no logits row read into Python; the tokens equal the Python argmax loop's."""
+    import llama_cpp
+
+    ids = list(range(5, 20))
+    with open_runtime(llama_gguf, threads=1) as full:
+        monkeypatch.setattr(LlamaCppRuntime, "eos_token_ids", property(lambda self: set()))
+        want = list(full.stream(ids, 8))
+    with open_runtime(llama_gguf, threads=1, decode_only=True) as rt:
+        decodes, samples = [], []
+        real_decode, real_sample = llama_cpp.llama_decode, llama_cpp.llama_sampler_sample
+        monkeypatch.setattr(llama_cpp, "llama_decode", lambda *a: (decodes.append(1), real_decode(*a))[1])
+        monkeypatch.setattr(llama_cpp, "llama_sampler_sample", lambda *a: (samples.append(1), real_sample(*a))[1])
+        monkeypatch.setattr(rt, "_last_logits", lambda: pytest.fail("a logits row was read in Python"))
+        got = list(rt.stream(ids, 8))
+        assert got == want
+        assert len(samples) == 8 and len(decodes) == 7  # the first token comes from the prefill
+        assert rt.llm.n_tokens == len(ids) + 7
+        assert list(rt.stream(ids, 8)) == want  # a second run starts from a clean cache

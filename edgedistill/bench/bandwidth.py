@@ -68,6 +68,22 @@ def measure_gflops(n: int = 1024, reps: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return None
+
+
+def probe_under_load(result: dict) -> str | None:
+    """A warning when the 1-minute load average reached half the CPUs during the probe, else None."""
+    loads = [la[0] for la in (result.get("loadavg_before"), result.get("loadavg_after")) if la]
+    if loads and max(loads) >= 0.5 * (result.get("cpus") or 1):
+        return (f"probe taken under load (1-min load average up to {max(loads):.2f} on {result.get('cpus')} CPUs): "
+                "bandwidth and GFLOP/s may read low; rerun `edgedistill targets probe` on a quiet machine")
+    return None
+
+
 def host_probe(refresh: bool = False) -> dict:
     """{"bandwidth_gbs", "gflops", "method", "host", "cpus", "measured_at"}, cached."""
     path = cache_path()
@@ -79,12 +95,16 @@ def host_probe(refresh: bool = False) -> dict:
                 return cached
         except (OSError, json.JSONDecodeError):
             pass
+    load_before = _loadavg()
     result = {
         **key,
         "bandwidth_gbs": round(measure_bandwidth(), 2),
         "gflops": round(measure_gflops(), 1),
         "method": f"numpy: best of 5 parallel copies of 256 MiB over {key['cpus']} threads; best of 5 float32 1024^3 matmuls",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # load average (1, 5, 15 min) before and after: a probe taken on a busy machine reads low
+        "loadavg_before": load_before,
+        "loadavg_after": _loadavg(),
     }
     try:
         atomic_write_json(path, result)

@@ -126,6 +126,20 @@ def check_runtime_available(artifact: Artifact, impl: str = "auto") -> None:
             hint="use impl: standalone (--impl standalone) for gguf, ort-genai and hf artifacts")
 
 
+def _predicted_row(base: dict, shape, target, runtime: str, prompt_len: int) -> list[dict]:
+    """The calibrated prediction for the device (never a measurement); none where it cannot be made."""
+    from edgedistill.bench.predict import predict_speed
+
+    try:
+        p = predict_speed(shape, target, runtime=runtime, prompt_len=prompt_len)
+    except EdgeDistillError:
+        return []
+    return [{**base, "prompt_len": None, "label": "predicted", "status": "predicted",
+             "decode_tps": p.predicted_decode_tok_s, "decode_tps_low": p.predicted_decode_tok_s_low,
+             "decode_tps_high": p.predicted_decode_tok_s_high, "prefill_tps": p.predicted_prefill_tok_s,
+             "ttft_ms": p.predicted_ttft_ms, "context_length": p.context_length, "note": p.calibration}]
+
+
 def summarize(result: dict, cv_threshold: float) -> dict:
     """Metrics of one runner result (without the raw samples)."""
     samples = result.get("samples") or []
@@ -150,7 +164,10 @@ def summarize(result: dict, cv_threshold: float) -> dict:
             decode_cv=cv(decode),
             ttft_cv=cv([s["ttft_s"] for s in samples]),
         )
-        row["high_cv"] = any(c is not None and c > cv_threshold for c in (row["decode_cv"], row["ttft_cv"]))
+        tripped = [f"{name} CV {c * 100:.1f}%" for name, c in (("decode", row["decode_cv"]), ("TTFT", row["ttft_cv"]))
+                   if c is not None and c > cv_threshold]
+        row["high_cv"] = bool(tripped)
+        row["high_cv_of"] = ", ".join(tripped) or None  # the figure(s) that tripped the flag, shown beside it
     return row
 
 
@@ -225,6 +242,7 @@ def bench(config: BenchConfig) -> BenchReport:
                          "decode_tps": proj.decode_ceiling_tps, "prefill_tps": proj.prefill_ceiling_tps,
                          "context_length": proj.context_length, "kv_cache_mb": proj.kv_cache_mb,
                          "bytes_per_token": proj.bytes_per_token, "fit": fit.explain()})
+            rows.extend(_predicted_row(base, shape, target, art.runtime, config.prompt_lens[0]))
         label = "device" if config.mode == "device" else ("measured" if target.name == "host" else "host-emulated")
         row = {**base, "label": label}
         fit = static_fit(shape, target, size)
@@ -292,7 +310,7 @@ def _with_host_probe(t: TargetProfile, host: dict | None) -> TargetProfile:
 
     sources = dict(t.sources)
     if not t.memory_bandwidth_gbs:
-        sources["memory_bandwidth_gbs"] = f"measured: {host['method']}"
+        sources["memory_bandwidth_gbs"] = f"measured: {host['method']} at {host.get('measured_at')}, load average {host.get('loadavg_before')}"
     if not t.peak_gflops:
         sources["peak_gflops"] = f"measured: {host['method']}"
     return dataclasses.replace(t, memory_bandwidth_gbs=t.memory_bandwidth_gbs or host["bandwidth_gbs"],

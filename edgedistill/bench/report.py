@@ -19,7 +19,7 @@ CSV_COLUMNS = [
     "cold_load_s", "warm_load_s", "ttft_ms", "prefill_tps", "decode_tps", "itl_p50_ms", "itl_p90_ms",
     "itl_p99_ms", "peak_rss_mb", "artifact_mb", "reps", "decode_cv", "ttft_cv", "high_cv",
     "decode_ceiling_tps", "ceiling_of", "fraction_of_ceiling", "context_length", "kv_cache_mb", "reason",
-    "note", "fit", "error",
+    "note", "fit", "error", "high_cv_of", "decode_tps_low", "decode_tps_high",
 ]
 # metric -> True when higher is better (for compare)
 METRICS = {
@@ -44,13 +44,18 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cvd = r.get("decode_cv")
-        cv_txt = "–" if cvd is None else f"{cvd * 100:.1f}%" + (" ⚠ high" if r.get("high_cv") else "")
+        cv_txt = "–" if cvd is None else f"{cvd * 100:.1f}%"
+        if r.get("high_cv"):  # name the figure that tripped the flag: it may be TTFT, not decode
+            cv_txt += f" ⚠ high ({r.get('high_cv_of') or 'decode/TTFT'})"
+        decode_txt = _fmt(r.get("decode_tps"))
+        if r.get("decode_tps_low") is not None:
+            decode_txt += f" ({_fmt(r['decode_tps_low'])}–{_fmt(r['decode_tps_high'])})"
         frac = r.get("fraction_of_ceiling")
         status = r["status"] + (f" ({r['reason']})" if r.get("reason") else "")
         lines.append("| " + " | ".join([
             r["artifact"], r["target"], r["label"], status, _fmt(r.get("prompt_len")),
             f"{_fmt(r.get('cold_load_s'), 2)} / {_fmt(r.get('warm_load_s'), 2)}" if r.get("cold_load_s") else "–",
-            _fmt(r.get("ttft_ms")), _fmt(r.get("prefill_tps")), _fmt(r.get("decode_tps")),
+            _fmt(r.get("ttft_ms")), _fmt(r.get("prefill_tps")), decode_txt,
             "/".join(_fmt(r.get(k), 2) for k in ("itl_p50_ms", "itl_p90_ms", "itl_p99_ms")) if r.get("itl_p50_ms") else "–",
             _fmt(r.get("peak_rss_mb")), _fmt(r.get("artifact_mb")), cv_txt,
             f"{frac * 100:.0f}% of {r.get('ceiling_of')}" if frac else "–",
@@ -134,8 +139,8 @@ def _key(r: dict) -> tuple:
 def compare(old_path, new_path, threshold: float) -> tuple[list[dict], bool]:
     """(differences, any regression). A regression: a metric worse by more than ``threshold`` (0.05 = 5%),
     or a run that was ok before and is not now."""
-    old = {_key(r): r for r in load_rows(old_path) if r["label"] != "projected"}
-    new = {_key(r): r for r in load_rows(new_path) if r["label"] != "projected"}
+    old = {_key(r): r for r in load_rows(old_path) if r["label"] not in ("projected", "predicted")}
+    new = {_key(r): r for r in load_rows(new_path) if r["label"] not in ("projected", "predicted")}
     diffs, regressed = [], False
     for key in sorted(set(old) & set(new), key=str):
         o, n = old[key], new[key]

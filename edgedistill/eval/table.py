@@ -152,7 +152,7 @@ def bench_entries(path: str | Path) -> list[dict]:
     if p.suffix == ".jsonl":  # edgedistill bench: summary rows are {"type": "row", ...}; skip projections
         from edgedistill.atomic import read_jsonl_records
 
-        data = [r for r in read_jsonl_records(p) if r.get("type") == "row" and r.get("label") != "projected"]
+        data = [r for r in read_jsonl_records(p) if r.get("type") == "row" and r.get("label") not in ("projected", "predicted")]
     else:
         try:
             data = json.loads(p.read_text())

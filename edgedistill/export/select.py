@@ -26,6 +26,7 @@ from edgedistill.export.formats import FORMATS
 from edgedistill.export.source import SourceModel
 
 MB = 2**20
+FORMAT_RUNTIME_OF = {"gguf": "llama.cpp", "onnx": "onnxruntime", "ort-genai": "ort-genai"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Candidate:
     fits: bool
     preferred_rank: int | None
     """Position in the profile's preferred_quants (0 = most preferred), None when not listed."""
+    predicted_decode_tok_s: float | None = None
+    """edgedistill.bench.predict's decode speed on the target (None when the profile cannot feed it)."""
 
     @property
     def spec(self) -> str:
@@ -117,9 +120,22 @@ def candidates_for(source: SourceModel, profile) -> list[Candidate]:
                 Candidate(
                     fmt_name, quant, spec.bits_per_weight, fit.weights_mb, fit.kv_cache_mb, fit.overhead_mb,
                     fit.need_mb, fit.fits, preferred.index(key) if key in preferred else None,
+                    _predicted_decode(source.config, fmt_name, quant, profile, context),
                 )
             )
     return out
+
+
+def _predicted_decode(config: dict, fmt: str, quant: str, profile, context: int) -> float | None:
+    """The same prediction `edgedistill plan` prints; None where the profile lacks what it needs."""
+    from edgedistill.bench.plan import shape_from_config
+    from edgedistill.bench.predict import predict_speed
+
+    try:
+        shape, _ = shape_from_config(config, fmt, quant, "model config")
+        return predict_speed(shape, profile, runtime=FORMAT_RUNTIME_OF[fmt], context=context).predicted_decode_tok_s
+    except EdgeDistillError:
+        return None
 
 
 def select_for_target(source: SourceModel, profile) -> Selection:
@@ -167,13 +183,15 @@ def select_for_target(source: SourceModel, profile) -> Selection:
 
 
 def candidates_table(cands, chosen: Candidate | None = None) -> str:
-    head = f"  {'artifact':<20} {'bits/w':>6} {'weights MB':>11} {'KV MB':>8} {'runtime MB':>10} {'total MB':>9}  fits  pref"
+    head = (f"  {'artifact':<20} {'bits/w':>6} {'weights MB':>11} {'KV MB':>8} {'runtime MB':>10} {'total MB':>9}  fits  pref"
+            "  predicted tok/s")
     lines = [head]
     for c in sorted(cands, key=lambda c: (c.format, -c.bits_per_weight)):
         mark = "*" if chosen is not None and c == chosen else " "
         pref = "-" if c.preferred_rank is None else str(c.preferred_rank + 1)
         lines.append(
             f"{mark} {c.spec:<20} {c.bits_per_weight:>6.2f} {c.weights_mb:>11.1f} {c.kv_cache_mb:>8.1f} "
-            f"{c.overhead_mb:>10.1f} {c.need_mb:>9.1f}  {'yes ' if c.fits else 'no  '}  {pref}"
+            f"{c.overhead_mb:>10.1f} {c.need_mb:>9.1f}  {'yes ' if c.fits else 'no  '}  {pref:<4}  "
+            + ("–" if c.predicted_decode_tok_s is None else f"{c.predicted_decode_tok_s:.1f}")
         )
     return "\n".join(lines)

