@@ -54,6 +54,14 @@ def _settings(pair, data, out, **kw):
                      alpha=1.0, max_steps=3, learning_rate=1e-3, batch_size=4, warmup_ratio=0.0), **kw)
 
 
+# bf16 against fp32 top-k log-probs. The CPU bf16 dry run measured at most 0.02 (rank gap) and 0.074
+# (sorted values) on the tiny teacher; CUDA's bf16 matmuls round the same inputs, so the same order.
+TOPK_RANK_GAP = 0.1
+"""Largest fp32 log-prob gap between the fp32 top-1 token and the one the bf16 pass ranks first."""
+TOPK_VALUE_ATOL = 0.15
+"""Largest difference between the sorted top-k log-probs of the bf16 and the fp32 pass."""
+
+
 def _losses(out) -> list[float]:
     return [r["loss"] for r in read_jsonl_records(out / "train_log.jsonl") if "step" in r]
 
@@ -131,7 +139,9 @@ def test_bf16_run_matches_fp32_cpu_within_bf16_tolerance(cuda_run, pair, data, t
     init = load_file(str(pair[0] / "model.safetensors"))
     a = load_file(str(cuda_run["out"] / "model.safetensors"))
     b = load_file(str(tmp_path / "cpu" / "model.safetensors"))
-    assert _update_mismatch({k: init[k] for k in b}, a, b) < 0.3
+    # Adam's first steps move each weight by about +-lr, so bf16 noise flips the few near-zero gradients:
+    # the CPU bf16 dry run measured 0.13; a run that learned something else gives about 1 or more
+    assert _update_mismatch({k: init[k] for k in b}, a, b) < 0.5
 
 
 def test_topk_cache_written_and_read_on_cuda(pair, data, tmp_path):
@@ -156,11 +166,15 @@ def test_topk_cache_written_and_read_on_cuda(pair, data, tmp_path):
         (lp_d, ix_d), (lp_c, ix_c) = dev.get(i), ref.get(i)
         assert lp_d.dtype == torch.float16 and ix_d.dtype == torch.int32 and lp_d.device.type == "cpu"
         assert lp_d.shape == (ex[i].n_response, 8)
-        assert (ix_d[:, 0] == ix_c[:, 0]).float().mean() >= 0.9  # top-1 differs only where logits (nearly) tie
+        # where the bf16 pass ranks another token first, fp32 ranks it (nearly) level with its own first
+        rank = (ix_c == ix_d[:, :1]).float().argmax(1)
+        assert ((ix_c == ix_d[:, :1]).any(1)).all()
+        gap = lp_c[:, 0].float() - lp_c.float().gather(1, rank[:, None])[:, 0]
+        assert float(gap.max()) < TOPK_RANK_GAP, gap
     assert sum(dev.get(i)[0].shape[0] for i in range(len(ex))) == n_resp
     lp_d, _ = dev.batch(list(range(len(ex))))
     lp_c, _ = ref.batch(list(range(len(ex))))
-    assert torch.allclose(lp_d.float(), lp_c.float(), atol=0.1)  # sorted top-k values agree to bf16 precision
+    assert torch.allclose(lp_d.float(), lp_c.float(), atol=TOPK_VALUE_ATOL)  # sorted values: bf16 precision
     # training reads the CUDA-built cache with no teacher loaded
     out = tmp_path / "o"
     stamp = (tmp_path / "dev" / "shard-00000.safetensors").stat().st_mtime_ns
