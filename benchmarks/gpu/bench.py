@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 import shapes  # noqa: E402  (benchmarks/gpu/shapes.py; stdlib only)
+from boxed import run_boxed  # noqa: E402
 
 TOPK = 64
 
@@ -154,8 +155,8 @@ def in_child(spec: dict, work: Path, timeout: float) -> dict:
     spec_file.write_text(json.dumps(spec))
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, __file__, "--child", str(spec_file)], capture_output=True, text=True,
-                              timeout=max(1.0, timeout), env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        proc = run_boxed([sys.executable, __file__, "--child", str(spec_file)], timeout,
+                         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     except subprocess.TimeoutExpired:
         return {"error": f"time box: stopped after {timeout:.0f} s", "wall_s": time.perf_counter() - t0}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from boxed import run_boxed  # noqa: E402
 
 OUTPUT_FILES = {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
                 "tokenizer_config.json", "special_tokens_map.json", "train_log.jsonl", "distill_config.json",
@@ -151,7 +154,7 @@ def _launch(cmd: list[str], root: Path, mode: str, timeout: float, extra_env: di
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **extra_env}
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(1.0, timeout), env=env, cwd=root)
+        proc = run_boxed(cmd, timeout, env=env, cwd=root)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"time box: stopped after {timeout:.0f} s", "command": " ".join(cmd)}
     res = {"command": " ".join(cmd), "exit_status": proc.returncode, "wall_s": round(time.perf_counter() - t0, 1)}

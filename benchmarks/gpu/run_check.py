@@ -38,6 +38,7 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 import bench  # noqa: E402  (stdlib-only at import)
 import launch  # noqa: E402
+from boxed import run_boxed  # noqa: E402
 
 SITE = Path("/tmp/edgedistill-gpu-site")
 # share of the time left that each part may use when it starts (bench takes whatever remains)
@@ -132,7 +133,7 @@ def cuda_tests(part: dict, work: Path, timeout: float) -> None:
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_cuda_*.py"))
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", f"--junitxml={junit}", *tests]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        proc = run_boxed(cmd, timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
         part["error"] = f"time box: stopped after {timeout:.0f} s"
         return
