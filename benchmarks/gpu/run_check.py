@@ -14,10 +14,11 @@ against TRL, writing JSON + Markdown to a directory as it goes.
 3. bench: tokens/s, peak memory and MFU of forward_kl (teacher in memory, top-k cache) beside TRL
    GKDTrainer (benchmarks/gpu/bench.py)
 
-Without CUDA the same command runs every part at tiny sizes in well under a minute
-(tests/test_gpu_check.py runs it in the test suite). Each part has its own time box inside
---time-limit; a part that fails or runs out of time is recorded as such and the next one still runs.
-This file imports only the standard library until the wheels are installed.
+Without CUDA the same command runs every part at tiny sizes (tests/test_gpu_check.py runs it in
+the test suite: about 65 s of CPU time, mostly the start of 11 Python processes that import torch).
+Each part has its own time box inside --time-limit; a part that fails or runs out of time is
+recorded as such and the next one still runs. This file imports only the standard library until the
+wheels are installed.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def preflight(part: dict, timeout: float) -> bool:
 def cuda_tests(part: dict, work: Path, timeout: float) -> None:
     junit = work / "cuda-tests.xml"
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_cuda_*.py"))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", f"--junitxml={junit}", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", f"--junitxml={junit}",
+           *tests]
     try:
         proc = run_boxed(cmd, timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -154,7 +156,8 @@ def cuda_tests(part: dict, work: Path, timeout: float) -> None:
             cases[case.get("name")] = {"outcome": outcome}
         cases[case.get("name")]["seconds"] = float(case.get("time", 0))
     part["tests"] = cases
-    part["counts"] = {o: sum(c["outcome"] == o for c in cases.values()) for o in ("passed", "failed", "error", "skipped")}
+    part["counts"] = {o: sum(c["outcome"] == o for c in cases.values())
+                      for o in ("passed", "failed", "error", "skipped")}
 
 
 def markdown(d: dict) -> str:
@@ -168,7 +171,8 @@ def markdown(d: dict) -> str:
         lines += [f"**preflight** ({pre.get('status')}): device {pre.get('device') or 'CPU'}, torch CUDA "
                   f"{pre.get('torch_cuda')}; " + ", ".join(f"{k} {v}" for k, v in pre.get("versions", {}).items()),
                   "", f"Requirements the environment fails: {pre.get('unsatisfied') or 'none'}. "
-                      f"Wheels installed: {len(pre.get('wheels', []))}." + (f" Error: {pre['error']}" if pre.get("error") else ""), ""]
+                      f"Wheels installed: {len(pre.get('wheels', []))}."
+                      + (f" Error: {pre['error']}" if pre.get("error") else ""), ""]
     t = parts.get("cuda_tests", {})
     if t:
         lines += [f"**cuda tests** ({t.get('status')}): {t.get('counts') or t.get('error')}", ""]
@@ -188,9 +192,10 @@ def markdown(d: dict) -> str:
         lines.append("")
     b = parts.get("bench", {})
     if b:
+        mfu = (f"MFU against {b['peak_flops'] / 1e12:.0f} TFLOP/s bf16" if b.get("peak_flops")
+               else "no MFU on a CPU")
         lines += [f"**bench** ({b.get('status')}): {b.get('warmup_steps')} warm-up + {b.get('measured_steps')} "
-                  f"measured steps per run; MFU against {((b.get('peak_flops') or 0) / 1e12):.0f} TFLOP/s "
-                  "(none on a CPU)." + (f" Error: {b['error']}" if b.get("error") else ""), ""]
+                  f"measured steps per run; {mfu}." + (f" Error: {b['error']}" if b.get("error") else ""), ""]
         lines += bench.markdown(b)
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -249,7 +254,8 @@ def part_failed(name: str, part: dict, gpu: bool) -> bool:
         c = part.get("counts", {})
         return bool(c.get("failed") or c.get("error")) or (gpu and not c.get("passed"))
     if name == "launchers":
-        return not all(part.get(k, {}).get("ok") for k in ("torchrun_stop", "torchrun_resume", "accelerate_launch_cli"))
+        return not all(part.get(k, {}).get("ok")
+                       for k in ("torchrun_stop", "torchrun_resume", "accelerate_launch_cli"))
     if name == "bench":
         return not part.get("cells") or any(not c.get("summary") for c in part["cells"])
     return False
