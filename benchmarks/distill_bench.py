@@ -69,15 +69,20 @@ def build_fixtures(root: Path, vocab: int, student_shape: dict, teacher_shape: d
     if not (paths["student"] / "config.json").exists():
         build_tiny_model(arch, paths["student"], tokenizer=tok, vocab_size=vocab, **student_shape)
         build_tiny_model(arch, paths["teacher"], tokenizer=tok, vocab_size=vocab, **teacher_shape, seed=1)
+    write_word_data(paths["data"], vocab, n_examples, prompt_words, response_words)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def write_word_data(path: Path, vocab: int, n_examples: int, prompt_words: int, response_words: int) -> None:
+    """Random prompts and responses of ``word_tokenizer`` words: one token per word, so lengths are exact."""
     rng = random.Random(0)
     n_words = vocab - 8
-    with open(paths["data"], "w") as fh:
+    with open(path, "w") as fh:
         for i in range(n_examples):
             prompt = " ".join(f"w{rng.randrange(n_words)}" for _ in range(prompt_words))
             response = " ".join(f"w{rng.randrange(n_words)}" for _ in range(response_words))
             fh.write(json.dumps({"id": str(i), "messages": [{"role": "user", "content": prompt}], "prompt": prompt,
                                  "response": response, "flags": []}) + "\n")
-    return {k: str(v) for k, v in paths.items()}
 
 
 def n_params(path: str) -> int:
@@ -87,6 +92,13 @@ def n_params(path: str) -> int:
 
     with safe_open(str(Path(path) / "model.safetensors"), "pt") as f:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+
+
+def cuda_peak_mb() -> float | None:
+    """torch.cuda.max_memory_allocated in MiB where CUDA is in use (None on a CPU run)."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
 
 
 def vmhwm_mb() -> float:
@@ -108,11 +120,11 @@ def run_edgedistill(spec: dict) -> dict:
     cfg = DistillConfig(**spec["config"])
     summary = distill(cfg)
     steps = [r for r in read_jsonl_records(Path(cfg.out) / "train_log.jsonl") if "step" in r]
-    measured = [r for r in steps if r["step"] > WARMUP]
+    measured = [r for r in steps if r["step"] > spec.get("warmup", WARMUP)]
     tokens = sum(r["tokens"] for r in measured)
     seconds = sum(r["tokens"] / r["tokens_per_s"] for r in measured)
     return {"tokens_per_s": tokens / seconds, "measured_steps": len(measured), "peak_rss_mb": vmhwm_mb(),
-            "final_loss": summary.final_train_loss}
+            "peak_cuda_mb": cuda_peak_mb(), "final_loss": summary.final_train_loss}
 
 
 def build_cache(spec: dict) -> dict:
@@ -127,14 +139,17 @@ def build_cache(spec: dict) -> dict:
     c = spec["config"]
     tok = load_tokenizer(c["student"])
     ex = tokenize_examples(tok, load_examples(c["data"]).examples, c.get("max_length", 1024)).examples
-    teacher = AutoModelForCausalLM.from_pretrained(c["teacher"], dtype=torch.float32).eval()
+    device = "cuda" if torch.cuda.is_available() and not c.get("cpu") else "cpu"
+    teacher = AutoModelForCausalLM.from_pretrained(c["teacher"], dtype=torch.float32).to(device).eval()
     t0 = time.perf_counter()
     build_topk_cache(teacher, ex, c["topk_cache_dir"], c["teacher_topk"], c.get("temperature", 1.0), len(tok),
                      {"teacher": str(Path(c["teacher"])), "data": data_fingerprint(ex)}, tok.pad_token_id,
-                     chunk=c.get("loss_chunk_tokens", 256), progress=False)
+                     batch_size=max(c.get("batch_size", 4), 4), chunk=c.get("loss_chunk_tokens", 256),
+                     progress=False, device=device,
+                     autocast_dtype=torch.bfloat16 if c.get("mixed_precision") == "bf16" else None)
     dt = time.perf_counter() - t0
     n_tok = sum(len(e.input_ids) for e in ex)
-    return {"tokens_per_s": n_tok / dt, "peak_rss_mb": vmhwm_mb(), "seconds": dt}
+    return {"tokens_per_s": n_tok / dt, "peak_rss_mb": vmhwm_mb(), "peak_cuda_mb": cuda_peak_mb(), "seconds": dt}
 
 
 def run_trl_gkd(spec: dict) -> dict:
@@ -163,27 +178,33 @@ def run_trl_gkd(spec: dict) -> dict:
 
     times: list[float] = []
 
-    class Timer(TrainerCallback):
+    sync = torch.cuda.synchronize if torch.cuda.is_available() and not c.get("cpu") else (lambda: None)
+
+    class Timer(TrainerCallback):  # CUDA runs asynchronously: a step ends when its kernels have
         def on_step_begin(self, args, state, control, **kw):
+            sync()
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
+            sync()
             times.append(time.perf_counter() - self.t0)
 
     args = GKDConfig(output_dir=str(Path(c["out"])), per_device_train_batch_size=c["batch_size"],
                      learning_rate=c["learning_rate"], max_steps=c["max_steps"], lmbda=0.0, beta=0.0,
-                     temperature=1.0, use_cpu=True, report_to=[], logging_steps=1, save_strategy="no",
-                     max_length=c.get("max_length", 1024), bf16=False, fp16=False, lr_scheduler_type="cosine",
+                     temperature=1.0, use_cpu=c.get("cpu", True), report_to=[], logging_steps=1,
+                     save_strategy="no", max_length=c.get("max_length", 1024),
+                     bf16=c.get("mixed_precision") == "bf16", fp16=False, lr_scheduler_type="cosine",
                      warmup_ratio=0.03, dataloader_num_workers=0, seed=0)
     trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=ds, processing_class=tok,
                          data_collator=collator, callbacks=[Timer()])
     trainer.train()
     # the dataloader may prefetch a batch: step i used counts[i]
-    measured_t = times[WARMUP:]
-    measured_tok = counts[WARMUP:WARMUP + len(measured_t)]
+    warmup = spec.get("warmup", WARMUP)
+    measured_t = times[warmup:]
+    measured_tok = counts[warmup:warmup + len(measured_t)]
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"tokens_per_s": sum(measured_tok) / sum(measured_t), "measured_steps": len(measured_t),
-            "peak_rss_mb": vmhwm_mb(), "final_loss": losses[-1] if losses else None}
+            "peak_rss_mb": vmhwm_mb(), "peak_cuda_mb": cuda_peak_mb(), "final_loss": losses[-1] if losses else None}
 
 
 RUNNERS = {"edgedistill": run_edgedistill, "topk_cache": build_cache, "trl_gkd": run_trl_gkd}
