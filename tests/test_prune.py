@@ -252,3 +252,17 @@ def test_cli_depth_prune_writes_report(teachers, calib, tmp_path):
     assert "layers kept: [0, 3]" in res.output
     cfg = AutoConfig.from_pretrained(tmp_path / "s")
     assert (cfg.num_hidden_layers, cfg.intermediate_size) == (2, 96)
+
+
+def test_perplexity_scores_only_the_answer_positions(tiny_llama):
+    """perplexity() (logits only where scored) equals the NLL of the full logits at those positions."""
+    from edgedistill.prune.importance import CalibSequence, perplexity
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    ids = [1, 20, 30, 40, 50, 60, 70]
+    scored = [False, False, False, False, True, True, True]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0], dim=-1)
+    want = -sum(float(logp[t, ids[t + 1]]) for t in (3, 4, 5)) / 3
+    got = perplexity(model, [CalibSequence(ids, scored)])
+    assert got == pytest.approx(float(torch.exp(torch.tensor(want))), rel=1e-5)

@@ -4,7 +4,8 @@ Two kinds of input:
 
 - `generate` output (or any prompt + response JSONL that `distill` accepts): prompt and teacher answer;
   perplexity is measured on the answer, as `distill` trains on it;
-- prompts only (any format `generate` reads): the task template makes the messages, and perplexity is
+- prompts (any format `generate` reads): the task template makes the messages; a record's reference
+  answer (``reference`` / ``answer`` / ``label``) stands in for the teacher's, else perplexity is
   measured on every token.
 
 The prompt is the chat template's rendering when the tokenizer has one, else
@@ -33,7 +34,8 @@ def load_calibration(path: str | Path, task: str, limit: int) -> list[Example]:
 
     records = load_records(path)[:limit]
     t = TASKS.get(task)
-    return [Example(id=r["id"], messages=t.build_messages(r), prompt=None, response="") for r in records]
+    return [Example(id=r["id"], messages=t.build_messages(r), prompt=None, response=r.get("reference") or "")
+            for r in records]
 
 
 def prompt_text(tokenizer, ex: Example) -> str:

@@ -43,8 +43,6 @@ def is_tied(model, name: str) -> bool:
 
 def select_layers(model, keep_layers: list[int]):
     """A new model of the same class holding the blocks ``keep_layers`` (in that order) of ``model``."""
-    from transformers import AutoModelForCausalLM
-
     config = copy.deepcopy(model.config)
     n_old = config.num_hidden_layers
     keep = [int(i) for i in keep_layers]
@@ -64,8 +62,6 @@ def select_layers(model, keep_layers: list[int]):
     if hasattr(config, "max_window_layers") and isinstance(config.max_window_layers, int):
         config.max_window_layers = min(config.max_window_layers, len(keep))
 
-    torch.manual_seed(0)
-    student = AutoModelForCausalLM.from_config(config, dtype=next(model.parameters()).dtype)
     # Map parameter names of kept blocks to their new index; everything else keeps its name.
     prefix = module_prefix(model, decoder_layers(model)) + "."
     state = {}
@@ -76,10 +72,20 @@ def select_layers(model, keep_layers: list[int]):
                 state[f"{prefix}{keep.index(int(idx))}.{rest}"] = tensor
         else:
             state[name] = tensor
+    return build_student(model, config, state, "layer pruning")
+
+
+def build_student(model, config, state: dict, what: str):
+    """A model of ``config`` holding exactly ``state`` (every weight must match), tied like the
+    config says, with ``model``'s generation config."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    student = AutoModelForCausalLM.from_config(config, dtype=next(model.parameters()).dtype)
     missing, unexpected = student.load_state_dict(state, strict=False)
     missing = [m for m in missing if not is_tied(student, m)]
     if missing or unexpected:
-        raise RuntimeError(f"layer pruning left weights unmatched: missing={missing} unexpected={unexpected}")
+        raise RuntimeError(f"{what} left weights unmatched: missing={missing} unexpected={unexpected}")
     if getattr(config, "tie_word_embeddings", False):
         student.tie_weights()
     student.generation_config = copy.deepcopy(model.generation_config)

@@ -52,15 +52,19 @@ def _first_tensor(value):
     return value[0] if isinstance(value, (tuple, list)) else value
 
 
-def _loss_terms(logits: torch.Tensor, seq: CalibSequence) -> tuple[float, int]:
-    """(sum of next-token NLL over the scored positions, their count)."""
-    ids = torch.tensor(seq.ids[1:])
-    mask = torch.tensor(seq.scored[1:])
-    if not bool(mask.any()):
+def _forward(model, seq: CalibSequence) -> tuple[float, int]:
+    """Run ``seq``; return (sum of next-token NLL over the scored positions, their count).
+
+    Logits are computed only where they are scored (``logits_to_keep``): with a 262k-token vocabulary
+    the head is most of the cost of a pass, and only the answer's positions need it."""
+    where = [t for t in range(len(seq.ids) - 1) if seq.scored[t + 1]]
+    keep = torch.tensor(where or [0])
+    logits = model(torch.tensor([seq.ids]), logits_to_keep=keep).logits[0]
+    if not where:
         return 0.0, 0
-    logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
-    nll = -logp.gather(1, ids[:, None])[:, 0]
-    return float(nll[mask].sum()), int(mask.sum())
+    targets = torch.tensor([seq.ids[t + 1] for t in where])
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return float(-logp.gather(1, targets[:, None]).sum()), len(where)
 
 
 @torch.no_grad()
@@ -68,8 +72,7 @@ def perplexity(model, sequences: list[CalibSequence]) -> float:
     """exp(mean NLL) of the scored positions."""
     total, count = 0.0, 0
     for seq in sequences:
-        logits = model(torch.tensor([seq.ids])).logits
-        s, n = _loss_terms(logits, seq)
+        s, n = _forward(model, seq)
         total, count = total + s, count + n
     return math.exp(total / max(1, count))
 
@@ -129,8 +132,7 @@ def collect(model, sequences: list[CalibSequence], attn_out: str, mlp_out: str, 
     tokens, nll, scored = 0, 0.0, 0
     try:
         for seq in sequences:
-            logits = model(torch.tensor([seq.ids])).logits
-            s, k = _loss_terms(logits, seq)
+            s, k = _forward(model, seq)
             nll, scored, tokens = nll + s, scored + k, tokens + len(seq.ids)
     finally:
         for h in handles:

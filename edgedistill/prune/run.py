@@ -162,7 +162,7 @@ def prune(cfg: PruneConfig, log=print) -> PruneReport:
         out=str(cfg.out), teacher=str(cfg.teacher), shape_before=shape_of(tcfg), shape_after={},
         parameters_before=before, parameters_after={}, size_bytes_before=estimated_sizes(before["total"]),
         size_bytes_after={}, perplexity_before=acts.perplexity, perplexity_after=float("nan"),
-        perplexity_scored_on="teacher answers" if any(ex.response for ex in examples) else "every token",
+        perplexity_scored_on="answers" if any(ex.response for ex in examples) else "every token",
         layers_kept=keep, layer_scores=[round(s, 6) for s in acts.block_influence], heads_kept=heads,
         calibration_records=len(seqs), calibration_tokens=acts.tokens, settings=asdict(cfg))
     _write(cfg, student, tok, examples, report, log)

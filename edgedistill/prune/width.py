@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 
 from edgedistill.errors import ConfigError
-from edgedistill.prune.depth import decoder_layers, is_tied, module_prefix
+from edgedistill.prune.depth import build_student, decoder_layers, module_prefix
 from edgedistill.registry import Registry
 
 Slice = tuple[str | None, ...]  # one kind (or None: keep) per tensor axis
@@ -190,8 +190,6 @@ def prune_width(model, acts, layer_ids: list[int], plan: WidthPlan, rule: WidthR
 
     ``acts`` are the teacher's activation statistics (:func:`edgedistill.prune.importance.collect`).
     """
-    from transformers import AutoModelForCausalLM
-
     config = copy.deepcopy(model.config)
     sets = _index_sets(config, plan, acts, layer_ids)
     config.head_dim = head_dim_of(model.config)  # stays; written explicitly so it cannot be re-derived
@@ -211,16 +209,8 @@ def prune_width(model, acts, layer_ids: list[int], plan: WidthPlan, rule: WidthR
         if kinds is None:
             raise RuntimeError(f"width rule {rule.family!r} does not say how to slice {name}")
         state[name] = _slice(tensor, kinds, idx, name)
-    torch.manual_seed(0)
-    student = AutoModelForCausalLM.from_config(config, dtype=next(model.parameters()).dtype)
-    missing, unexpected = student.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not is_tied(student, m)]
-    if missing or unexpected:
-        raise RuntimeError(f"width pruning left weights unmatched: missing={missing} unexpected={unexpected}")
-    if getattr(config, "tie_word_embeddings", False):
-        student.tie_weights()
+    student = build_student(model, config, state, "width pruning")
     if rule.fix is not None:
         rule.fix(student, teacher_config, sets[0])
-    student.generation_config = copy.deepcopy(model.generation_config)
     return student, [{"layer": old, "query_heads": s["q_heads"].tolist(), "kv_heads": s["kv_heads"].tolist()}
                      for old, s in zip(layer_ids, sets)]
