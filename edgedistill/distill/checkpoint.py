@@ -108,7 +108,8 @@ def load_newest_checkpoint(work: Path, note: Callable[[str], None] | None = None
         try:
             state = _load_one(ckpt)
         except Exception as exc:  # noqa: BLE001 - truncated zip, bad JSON, refused pickle: all "does not load"
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            first = str(exc).splitlines()[0].split(". ")[0] if str(exc) else ""  # torch's are paragraphs
+            reason = f"{type(exc).__name__}: {first}"[:200]
             tried.append(f"{ckpt.name} ({reason})")
             if note:
                 note(f"note: checkpoint {ckpt} does not load ({reason}); trying the previous one")
