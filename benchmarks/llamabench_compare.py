@@ -23,6 +23,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,28 @@ def run_llama_bench(exe: str, path: Path, threads: int, prompt: int, gen: int, r
             "loadavg_after": loadavg()}
 
 
+def quick_loops(path: Path, threads: int, prompt: int, gen: int, reps: int) -> dict:
+    """In-process decode tok/s, no harness: the C-sampler path (what `bench` now runs) and the
+    Python generate loop (the runner's stand-alone adapter), alternating, for a machine too busy for
+    the full harness runs. Same prompt construction as the harness."""
+    from edgedistill.bench.runner import STANDALONE, synthetic_prompt
+    from edgedistill.runtimes import open_runtime
+
+    rt = open_runtime(path, threads=threads, decode_only=True)
+    py = STANDALONE["gguf"]({"main_file": str(path), "threads": threads, "prompt_len": prompt, "gen_len": gen})
+    ids = synthetic_prompt(rt, prompt)
+    out = {"c_sampler": [], "python_loop": [], "loadavg": []}
+    for i in range(reps + 1):  # the first round is the warm-up
+        for name, stream in (("c_sampler", lambda: rt.stream(ids, gen)), ("python_loop", lambda: py.stream(ids, gen))):
+            stamps = [time.perf_counter() for _ in stream()]
+            if i:
+                out[name].append((len(stamps) - 1) / (stamps[-1] - stamps[0]))
+        out["loadavg"].append(loadavg())
+    rt.close()
+    py.close()
+    return out
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"Host: {meta['machine']}, {meta['cpus']} CPUs, shared with other work (load averages beside each "
              f"figure in the JSON); llama-bench build {meta.get('llama_bench_build')}; threads {meta['threads']}, "
@@ -96,12 +119,15 @@ def main(argv=None) -> int:
     ap.add_argument("--gen-len", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="in-process loops + llama-bench only (a busy machine)")
     args = ap.parse_args(argv)
     if not args.llama_bench or not Path(args.llama_bench).is_file():
         ap.error("give --llama-bench PATH (or set LLAMA_BENCH) to a llama-bench built from the same llama.cpp "
                  "as the installed llama-cpp-python")
     WORK.mkdir(parents=True, exist_ok=True)
     files = args.file or default_files()
+    if args.quick:
+        return quick(args, files)
     rows, raw = [], []
     build = None
     for path in files:
@@ -137,6 +163,39 @@ def main(argv=None) -> int:
     atomic_write_text(RESULTS / "llamabench_compare.json", json.dumps({"meta": meta, "rows": rows, "raw": raw}, indent=1))
     md = markdown(rows, meta)
     atomic_write_text(RESULTS / "llamabench_compare.md", md)
+    print(md)
+    return 0
+
+
+def quick(args, files) -> int:
+    from edgedistill.atomic import atomic_write_text
+
+    out = []
+    for path in files:
+        rounds = []
+        for _ in range(args.rounds):  # A B alternating: in-process loops, then llama-bench
+            loops = quick_loops(path, args.threads, args.prompt_len, args.gen_len, args.reps)
+            lb = run_llama_bench(args.llama_bench, path, args.threads, args.prompt_len, args.gen_len, args.reps)
+            rounds.append({"loops": loops, "llama_bench": lb})
+        c = statistics.median(x for r in rounds for x in r["loops"]["c_sampler"])
+        py = statistics.median(x for r in rounds for x in r["loops"]["python_loop"])
+        lbt = statistics.median(r["llama_bench"]["tg_tps"] for r in rounds)
+        loads = [la[0] for r in rounds for la in r["loops"]["loadavg"] + [r["llama_bench"]["loadavg_before"]]]
+        line = (f"| {path.name} | {path.stat().st_size / 2**20:.1f} | {c:.1f} | {py:.1f} | {lbt:.1f} | {c / lbt:.3f} | "
+                f"{py / lbt:.3f} | {min(loads)}-{max(loads)} | {rounds[0]['llama_bench']['build']} |")
+        print(line, flush=True)
+        out.append({"file": str(path), "c_sampler_tps": c, "python_loop_tps": py, "llama_bench_tg_tps": lbt,
+                    "c_over_llama_bench": c / lbt, "python_over_llama_bench": py / lbt, "loads_1min": loads, "rounds": rounds})
+    head = ("| file | MB | C sampler (bench's path) tok/s | Python loop tok/s | llama-bench tg | C / llama-bench | "
+            "Python / llama-bench | load avg 1 min | llama-bench build |\n|---|---|---|---|---|---|---|---|---|\n")
+    md = (f"Quick mode (in-process loops, no harness) on a shared {os.cpu_count()}-CPU machine, threads {args.threads}, "
+          f"prompt {args.prompt_len}, {args.gen_len} tokens, {args.rounds} rounds x {args.reps} reps.\n\n" + head
+          + "\n".join(f"| {Path(r['file']).name} | {Path(r['file']).stat().st_size / 2**20:.1f} | {r['c_sampler_tps']:.1f} | "
+                      f"{r['python_loop_tps']:.1f} | {r['llama_bench_tg_tps']:.1f} | {r['c_over_llama_bench']:.3f} | "
+                      f"{r['python_over_llama_bench']:.3f} | {min(r['loads_1min'])}-{max(r['loads_1min'])} | "
+                      f"{r['rounds'][0]['llama_bench']['build']} |" for r in out) + "\n")
+    atomic_write_text(RESULTS / "llamabench_quick.json", json.dumps(out, indent=1))
+    atomic_write_text(RESULTS / "llamabench_quick.md", md)
     print(md)
     return 0
 
