@@ -34,9 +34,26 @@ def load_config(model_dir: Path) -> dict:
     if not path.exists():
         raise EdgeDistillError(f"{model_dir} has no config.json; is it a Hugging Face model directory?")
     try:
-        return json.loads(path.read_text())
+        return _flatten_rope_parameters(json.loads(path.read_text()))
     except json.JSONDecodeError as exc:
         raise EdgeDistillError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _flatten_rope_parameters(cfg: dict) -> dict:
+    """transformers 5 saves ``rope_parameters`` (per layer type for Gemma 3) instead of ``rope_theta`` /
+    ``rope_scaling`` / ``rope_local_base_freq``; give the architecture code the keys it reads."""
+    for c in (cfg, cfg.get("text_config")):
+        rp = c.get("rope_parameters") if isinstance(c, dict) else None
+        if not isinstance(rp, dict):
+            continue
+        full = rp.get("full_attention", rp)
+        if "sliding_attention" in rp and "rope_theta" in rp["sliding_attention"]:
+            c.setdefault("rope_local_base_freq", rp["sliding_attention"]["rope_theta"])
+        if "rope_theta" in full:
+            c.setdefault("rope_theta", full["rope_theta"])
+        if full.get("rope_type", "default") != "default" and not c.get("rope_scaling"):
+            c["rope_scaling"] = {k: v for k, v in full.items() if k != "rope_theta"}
+    return cfg
 
 
 def iter_hf_tensors(model_dir: Path) -> Iterator[tuple[str, np.ndarray]]:
