@@ -217,6 +217,8 @@ def distill_cmd(keep_layers, **options):
               help="onnx:int4: keep the embedding table float32 instead of int4 (larger file, exact lookup).")
 @click.option("--imatrix", metavar="FILE", help="llama.cpp importance matrix for GGUF K-quants.")
 @click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
+@click.option("--int4-algorithm", type=click.Choice(["rtn", "hqq", "k_quant"]), default="rtn", show_default=True,
+              help="onnx:int4 weight rounding (onnxruntime MatMulNBitsQuantizer algorithm).")
 @click.option("--calibration-data", metavar="FILE", help="Records the model will serve (e.g. the distillation "
               "JSONL): importance matrix for every llama.cpp GGUF type; recorded in the manifest.")
 @click.option("--eval-data", metavar="FILE", help="Held-out records with references: score the float model and "
@@ -229,7 +231,7 @@ def distill_cmd(keep_layers, **options):
 @friendly_errors
 def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_dir, name, no_verify, discard_failed,
                overwrite, new_tokens, threads, int4_block_size, int4_accuracy_level, int4_float_embeddings, imatrix,
-               opset, calibration_data, eval_data, task, min_retention, eval_records, as_json):
+               opset, int4_algorithm, calibration_data, eval_data, task, min_retention, eval_records, as_json):
     """Export MODEL (HF directory or .gguf) to verified ONNX / onnxruntime-genai / GGUF artifacts.
 
     Every artifact is built in a temporary directory, loaded in its own runtime, compared with the
@@ -260,7 +262,7 @@ def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_
         threads=threads,
         options=ExportOptions(int4_block_size=int4_block_size, int4_accuracy_level=int4_accuracy_level,
                               int4_embeddings=not int4_float_embeddings,
-                              imatrix=imatrix, opset=opset),
+                              imatrix=imatrix, opset=opset, int4_algorithm=int4_algorithm),
         calibration_data=calibration_data, eval_data=eval_data, task=task, min_retention=min_retention,
         eval_records=eval_records,
     )

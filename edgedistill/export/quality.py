@@ -30,6 +30,8 @@ class QualityInputs:
     imatrix: Path | None = None
     """The computed importance matrix (in a temporary directory that lives as long as this object)."""
     imatrix_sha256: str | None = None
+    qat: str | None = None
+    """The FORMAT:QUANT the source was distilled against (``distill --qat``; its distill_config.json)."""
     _tmp: object = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -40,7 +42,7 @@ class QualityInputs:
 
 def prepare(config) -> QualityInputs:
     """Read and check --calibration-data / --eval-data (no model is loaded)."""
-    q = QualityInputs()
+    q = QualityInputs(qat=_qat_of(config.model))
     if config.calibration_data:
         q.calibration = load_calibration(config.calibration_data, config.calibration_records)
     if config.eval_data:
@@ -87,17 +89,34 @@ def options_for(q: QualityInputs, options, fmt_name: str, quant: str):
     return options
 
 
-def manifest_extra(q: QualityInputs, options, fmt_name: str, quant: str) -> dict:
-    """``calibration`` for the manifest: which data (and which imatrix) the artifact was made with."""
+def _qat_of(model: str) -> str | None:
+    import json
+
+    f = Path(model).expanduser() / "distill_config.json"
+    try:
+        return json.loads(f.read_text()).get("qat") if f.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def manifest_extra(q: QualityInputs, options, fmt_name: str, quant: str, artifact_dir: Path | None = None,
+                   model_dir: Path | None = None, threads: int | None = None) -> dict:
+    """``calibration`` for the manifest: which data (and which imatrix) the artifact was made with; ``qat``:
+    for the type the source was distilled against, KL(fake-quantized student || artifact)."""
+    extra = {}
+    if q.qat == f"{fmt_name}:{quant}" and artifact_dir is not None:
+        from edgedistill.distill.qat import kl_to_artifact
+
+        extra["qat"] = kl_to_artifact(model_dir, artifact_dir, q.qat, threads=threads)
     if q.calibration is None:
-        return {}
+        return extra
     used = q.imatrix is not None and uses_imatrix(fmt_name, quant)
     entry = q.calibration.manifest_entry("imatrix" if used else "none (this type is not data-aware)")
     if used:
         entry["imatrix_sha256"] = q.imatrix_sha256
     elif options.imatrix is not None and uses_imatrix(fmt_name, quant):
         entry["used_for"] = f"none: the given imatrix {options.imatrix} was used instead"
-    return {"calibration": entry}
+    return extra | {"calibration": entry}
 
 
 def settle_target(selection, profile, results: list, min_retention: float):

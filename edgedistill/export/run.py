@@ -123,6 +123,10 @@ class ExportConfig:
         """calibration / task-check settings (files are read in export(), still before any model loads)."""
         from edgedistill.tasks import TASKS
 
+        from edgedistill.export.formats import INT4_ALGORITHMS
+
+        require(self.options.int4_algorithm in INT4_ALGORITHMS, "options.int4_algorithm",
+                f"{self.options.int4_algorithm!r} is not one of {', '.join(INT4_ALGORITHMS)}")
         require(isinstance(self.calibration_records, int) and self.calibration_records >= 1,
                 "calibration_records", "must be an integer >= 1")
         require(isinstance(self.min_retention, (int, float)) and 0 < self.min_retention <= 1, "min_retention",
@@ -365,7 +369,7 @@ def _export_one(config, source, source_sha, fmt_name, quant, final: Path, refere
                 verification=verification.to_dict() if verification else None,
                 export_options=to_dict(config.options),
                 format_info=format_info | {"export_seconds": round(t_export, 3), "verify_seconds": round(t_verify, 3)},
-                extra=quality.manifest_extra(data, config.options, fmt_name, quant),
+                extra=quality.manifest_extra(data, config.options, fmt_name, quant, tmp, source.path, config.threads),
             )
             write_manifest(tmp, manifest)
             if verification is not None and not verification.passed:

@@ -206,7 +206,7 @@ def quality_order(selection: Selection) -> list[Candidate]:
     fitting = [c for c in selection.candidates if c.fits]
     quantized = [c for c in fitting if c.quant not in FLOAT_QUANTS]
     rank = (lambda c: c.preferred_rank if c.preferred_rank is not None else 1 << 20)
-    key = (lambda c: (round(c.need_mb, 1), rank(c), c.spec))
+    key = (lambda c: (c.need_mb, rank(c), c.spec))
     return sorted(quantized, key=key) + sorted((c for c in fitting if c.quant in FLOAT_QUANTS), key=key)
 
 

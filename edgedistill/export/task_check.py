@@ -71,7 +71,7 @@ class TaskCheck:
         elif ret < self.min_retention:
             verification.failures.append(
                 f"task {self.task}: {self.metric} {score:.4g} is {ret:.1%} of the float model's "
-                f"{self.float_score:.4g} (< required {self.min_retention:.0%}, {len(self.records)} records)")
+                f"{self.float_score:.4g} (< required {self.min_retention:.1%}, {len(self.records)} records)")
             verification.passed = False
         return figures
 
