@@ -3,7 +3,8 @@ and its artifacts, side by side, scored by ``edgedistill.eval`` on the same held
 
 Variants (issue #13): float, gguf q8_0, q6_k, q5_k_m, q4_k_m, q4_k_m + imatrix (from --calibration),
 q4_k_m + QAT + imatrix (needs --qat-student, a student distilled with ``--qat gguf:q4_k_m``), onnx int4
-(RTN, the default) and onnx int4 with each --onnx-int4-algo given (data-free HQQ, data-aware ones).
+(RTN, the default) and onnx int4 with each --onnx-int4-algo given (hqq, k_quant: onnxruntime's data-free
+scale searches; its data-aware GPTQ is not wired, see docs/export-onnx.md).
 
     .venv/bin/python benchmarks/quant_quality.py --student runs/quickstart/distilled \\
         --calibration runs/quickstart/generated.jsonl --qat-student runs/qat/distilled \\
@@ -52,7 +53,7 @@ def variants(args) -> list[dict]:
     v.append({"label": "onnx:int4 (rtn)", "model": args.student, "artifact": "onnx:int4"})
     for algo in args.onnx_int4_algo:
         v.append({"label": f"onnx:int4 ({algo})", "model": args.student, "artifact": "onnx:int4",
-                  "options": {"int4_algorithm": algo}, "calibrate": algo != "hqq"})
+                  "options": {"int4_algorithm": algo}})
     return [x for x in v if not args.only or x["label"] in args.only]
 
 

@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--qat", default="gguf:q4_k_m")
+    ap.add_argument("--only", choices=["float", "qat"], help="train one of the two (e.g. in parallel processes)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,6 +48,8 @@ def main() -> None:
     common = dict(student=str(base), data=str(train), loss="sft", learning_rate=1e-3, batch_size=4,
                   epochs=args.epochs, max_length=320, warmup_ratio=0.05, seed=0, cpu=True)
     for name, extra in (("float", {}), ("qat", {"qat": args.qat})):
+        if args.only and name != args.only:
+            continue
         t0 = time.perf_counter()
         s = distill(DistillConfig(out=str(out / name), **common, **extra))
         print(f"{name}: {s.steps} steps, final loss {s.final_train_loss:.3f}, {time.perf_counter() - t0:.0f} s, "

@@ -244,7 +244,9 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(src))  # with its external data, if any
-    op_types = ("MatMul", "Gather") if options.int4_embeddings else ("MatMul",)
+    rtn = options.int4_algorithm == "rtn"
+    # hqq / k_quant round the MatMul weights only; the embedding table then gets the RTN pass below
+    op_types = ("MatMul", "Gather") if options.int4_embeddings and rtn else ("MatMul",)
     quantizer = MatMulNBitsQuantizer(
         model,
         bits=4,
@@ -253,7 +255,7 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
         accuracy_level=options.accuracy_level("int4") or None,
         # Gather: the embedding table, int4 blocks along the hidden axis (quant_axes default {Gather: 1}).
         op_types_to_quantize=op_types,
-        algo_config=_int4_algo_config(options, op_types, src),
+        algo_config=_int4_algo_config(options, op_types),
     )
     # The quantizer logs one INFO line per node it skips (thousands on a real model). With Gather it also
     # warns that it raises the graph to opset 21 / IR 10 (int4 tensors need them) and that the result
@@ -265,14 +267,18 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     qlog.setLevel(logging.ERROR)
     try:
         quantizer.process()
+        if options.int4_embeddings and not rtn:
+            quantizer = MatMulNBitsQuantizer(quantizer.model.model, bits=4, block_size=options.int4_block_size,
+                                             is_symmetric=True, op_types_to_quantize=("Gather",))
+            quantizer.process()
     finally:
         qlog.setLevel(level)
     _save(quantizer.model.model, dst)
 
 
-def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...], src: Path):
+def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...]):
     """The quantizer's algo_config for ``options.int4_algorithm`` (None: its default RTN)."""
-    algo = getattr(options, "int4_algorithm", "rtn")
+    algo = options.int4_algorithm
     if algo == "rtn":
         return None
     from onnxruntime.quantization import matmul_nbits_quantizer as mq
