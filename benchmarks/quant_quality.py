@@ -40,10 +40,10 @@ OUT = Path(__file__).parent / "results" / "quant_quality.json"
 
 
 def variants(args) -> list[dict]:
-    """(label, model, format:quant, calibrate, options) of every row; float first."""
-    v = [{"label": "float", "model": args.student, "artifact": None}]
-    for q in ("q8_0", "q6_k", "q5_k_m", "q4_k_m"):
-        v.append({"label": f"gguf:{q}", "model": args.student, "artifact": f"gguf:{q}"})
+    """(label, model, format:quant, calibrate, options) of every row; float first, then the 4-bit rows the
+    issue is about (so that a run cut short still has them), then the wider types."""
+    v = [{"label": "float", "model": args.student, "artifact": None},
+         {"label": "gguf:q4_k_m", "model": args.student, "artifact": "gguf:q4_k_m"}]
     if args.calibration:
         v.append({"label": "gguf:q4_k_m+imatrix", "model": args.student, "artifact": "gguf:q4_k_m", "calibrate": True})
     if args.qat_student:
@@ -51,6 +51,8 @@ def variants(args) -> list[dict]:
         v.append({"label": "gguf:q4_k_m+QAT+imatrix" if args.calibration else "gguf:q4_k_m+QAT",
                   "model": args.qat_student, "artifact": "gguf:q4_k_m", "calibrate": bool(args.calibration)})
     v.append({"label": "onnx:int4 (rtn)", "model": args.student, "artifact": "onnx:int4"})
+    for q in ("q8_0", "q6_k", "q5_k_m"):
+        v.append({"label": f"gguf:{q}", "model": args.student, "artifact": f"gguf:{q}"})
     for algo in args.onnx_int4_algo:
         v.append({"label": f"onnx:int4 ({algo})", "model": args.student, "artifact": "onnx:int4",
                   "options": {"int4_algorithm": algo}})
@@ -110,6 +112,11 @@ def main() -> None:
             print(f"{v['label']:<28} {rows[-1]['size_mb']:>8.1f} MB  {metric} {rows[-1][metric]}  "
                   f"ppl {rows[-1]['perplexity']}  {rows[-1]['decode_tok_s']} tok/s  load {rows[-1]['loadavg_1m']}",
                   flush=True)
+            report = write(args, records, metric, rows)  # after every row: a run cut short keeps its figures
+    print(render(report))
+
+
+def write(args, records, metric, rows) -> dict:
     floats = {r["model"]: r[metric] for r in rows if r["artifact"] is None}
     for r in rows:
         r["retention"] = M.retention(r[metric], floats.get(args.student), metric)
@@ -121,7 +128,7 @@ def main() -> None:
     out = Path(args.out)
     atomic_write_json(out, report)
     atomic_write_text(out.with_suffix(".md"), render(report))
-    print(render(report))
+    return report
 
 
 def render(rep: dict) -> str:
