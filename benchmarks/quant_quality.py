@@ -74,9 +74,9 @@ def build(v: dict, work: Path, args) -> tuple[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--student", required=True, help="float student (HF directory)")
-    ap.add_argument("--data", required=True, help="held-out records with references")
-    ap.add_argument("--task", required=True)
+    ap.add_argument("--student", help="float student (HF directory)")
+    ap.add_argument("--data", help="held-out records with references")
+    ap.add_argument("--task")
     ap.add_argument("--calibration", help="calibration records (e.g. the distillation JSONL)")
     ap.add_argument("--qat-student", help="the same student distilled with --qat gguf:q4_k_m")
     ap.add_argument("--onnx-int4-algo", nargs="*", default=[], help="extra onnx:int4 algorithms (e.g. hqq)")
@@ -87,7 +87,14 @@ def main() -> None:
     ap.add_argument("--work", help="directory for the artifacts (default: a temporary one)")
     ap.add_argument("--note", default="", help="conditions, written beside the figures")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--render", metavar="JSON", help="only re-write the .md of an earlier run's JSON")
     args = ap.parse_args()
+    if args.render:
+        rep = json.loads(Path(args.render).read_text())
+        atomic_write_text(Path(args.render).with_suffix(".md"), render(rep))
+        return
+    if not (args.student and args.data and args.task):
+        ap.error("--student, --data and --task are required")
 
     cfg = EvalConfig(models=[args.student], data=args.data, task=args.task, max_records=args.records,
                      max_new_tokens=args.max_new_tokens, max_reference_tokens=64, threads=args.threads)
@@ -142,7 +149,7 @@ def render(rep: dict) -> str:
     for r in rep["rows"]:
         ret = f"{r['retention']:.2f}" if r.get("retention") is not None else "n/a"
         ppl = f"{r['perplexity']:.2f}" if r["perplexity"] is not None else "n/a"
-        lines.append(f"| {r['label']} | {r['size_mb']:.1f} | {100 * r[m]:.2f} | {ret} | {ppl} | "
+        lines.append(f"| {r['label']} | {r['size_mb']:.1f} | {r[m]:.2f} | {ret} | {ppl} | "
                      f"{r['decode_tok_s']} | {r['loadavg_1m'][0]}, {r['loadavg_1m'][1]} |")
     return "\n".join(lines) + "\n"
 

@@ -121,9 +121,8 @@ class ExportConfig:
 
     def _check_data_options(self) -> None:
         """calibration / task-check settings (files are read in export(), still before any model loads)."""
-        from edgedistill.tasks import TASKS
-
         from edgedistill.export.formats import INT4_ALGORITHMS
+        from edgedistill.tasks import TASKS
 
         require(self.options.int4_algorithm in INT4_ALGORITHMS, "options.int4_algorithm",
                 f"{self.options.int4_algorithm!r} is not one of {', '.join(INT4_ALGORITHMS)}")
