@@ -159,6 +159,9 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
 @click.option("--mixed-precision", default="auto", show_default=True, help="auto (bf16 on CUDA), bf16, fp16, no.")
 @click.option("--cpu", is_flag=True, help="Train on the CPU even where CUDA is available.")
 @click.option("--rank-checksums", is_flag=True, hidden=True, help="Each process writes a parameter checksum.")
+@click.option("--qat", metavar="FORMAT:QUANT", help="Train the last --qat-fraction of the steps with the linear "
+              "weights fake-quantized to that grid, e.g. gguf:q4_k_m, onnx:int4 (quantization-aware distillation).")
+@click.option("--qat-fraction", type=float, default=0.25, show_default=True, help="Share of the steps trained with --qat.")
 @friendly_errors
 def distill_cmd(keep_layers, **options):
     """Train a student on the teacher's outputs in --data (sequence-level or logit distillation).
@@ -257,11 +260,22 @@ def prune_cmd(**options):
 @click.option("--onnx-exporter", type=click.Choice(["builder", "optimum"]), default="builder", show_default=True,
               help="onnx format's float graph: onnxruntime-genai's builder (fused, fast) or optimum-onnx "
                    "(the `optimum` extra; transformers 4.x only).")
+@click.option("--int4-algorithm", type=click.Choice(["rtn", "hqq", "k_quant"]), default="rtn", show_default=True,
+              help="onnx:int4 weight rounding (onnxruntime MatMulNBitsQuantizer algorithm).")
+@click.option("--calibration-data", metavar="FILE", help="Records the model will serve (e.g. the distillation "
+              "JSONL): importance matrix for every llama.cpp GGUF type; recorded in the manifest.")
+@click.option("--eval-data", metavar="FILE", help="Held-out records with references: score the float model and "
+              "each artifact (needs --task); an artifact below --min-retention fails.")
+@click.option("--task", metavar="TASK", help="Task of --eval-data: qa, nli, math, summarization or conversation.")
+@click.option("--min-retention", type=float, default=0.95, show_default=True,
+              help="Smallest artifact score / float score on --eval-data, in (0, 1].")
+@click.option("--eval-records", type=int, default=100, show_default=True, help="Eval records scored (the first N).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly_errors
 def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_dir, name, no_verify, discard_failed,
                overwrite, new_tokens, threads, int4_block_size, int4_accuracy_level, int4_float_embeddings, imatrix,
-               opset, onnx_exporter, as_json):
+               opset, onnx_exporter, int4_algorithm, calibration_data, eval_data, task, min_retention,
+               eval_records, as_json):
     """Export MODEL (HF directory or .gguf) to verified ONNX / onnxruntime-genai / GGUF artifacts.
 
     Every artifact is built in a temporary directory, loaded in its own runtime, compared with the
@@ -292,7 +306,10 @@ def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_
         threads=threads,
         options=ExportOptions(int4_block_size=int4_block_size, int4_accuracy_level=int4_accuracy_level,
                               int4_embeddings=not int4_float_embeddings,
-                              imatrix=imatrix, opset=opset, onnx_exporter=onnx_exporter),
+                              imatrix=imatrix, opset=opset, onnx_exporter=onnx_exporter,
+                              int4_algorithm=int4_algorithm),
+        calibration_data=calibration_data, eval_data=eval_data, task=task, min_retention=min_retention,
+        eval_records=eval_records,
     )
     try:
         result = export(config, log=lambda m: click.echo(m, err=True))

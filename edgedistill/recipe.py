@@ -264,9 +264,11 @@ class Plan:
             "student": self.student_before, "teacher": teacher_path, "data": str(L.generated),
             "out": str(L.distilled),
         }, self.where, defaults={"resume": True})
+        # the distillation data calibrates the data-aware quantizers (imatrix); `calibration_data: null` opts out
         self.settings["export"] = _settings(recipe, "export", {"model": str(L.distilled),
                                                                "out_dir": str(L.artifacts)},
-                                            self.where, defaults={"overwrite": True})
+                                            self.where, defaults={"overwrite": True,
+                                                                  "calibration_data": str(L.generated)})
         self.settings["bench"] = _settings(recipe, "bench", {"out": str(L.bench)}, self.where)
         self.settings["eval"] = _settings(recipe, "eval", {
             "data": recipe.data.test or "", "task": recipe.task, "teacher": teacher_path, "out": str(L.eval),

@@ -7,6 +7,7 @@ converters. Quant types choose its behaviour:
 - ``slow``: copy, then touch ``$EXPORT_FAKE_READY`` and sleep (for the kill -9 test).
 - ``nospace``: write a file, then fail with ENOSPC as a full disk would.
 - ``unloadable``: weights the runtime cannot read (verification must fail, not crash).
+- ``lossy``: noisy weights under thresholds that always pass: only a task check can reject it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class FakeHFFormat(ExportFormat):
         "nospace": QuantSpec("nospace", 32, **_STRICT),
         "q4": QuantSpec("q4", 4.5, max_kl=0.1, min_greedy_match=0.5),
         "unloadable": QuantSpec("unloadable", 32, **_STRICT),
+        "lossy": QuantSpec("lossy", 4.0, max_kl=float("inf"), min_greedy_match=0.0),
     }
 
     def __init__(self):
@@ -42,7 +44,7 @@ class FakeHFFormat(ExportFormat):
         for f in Path(model_dir).iterdir():
             if f.is_file():
                 shutil.copy2(f, out_dir / f.name)
-        if quant == "noisy":
+        if quant in ("noisy", "lossy"):
             import torch
             from safetensors.torch import load_file, save_file
 

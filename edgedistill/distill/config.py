@@ -90,6 +90,11 @@ class DistillConfig:
     cpu: bool = field(default=False, metadata={"help": "Train on the CPU even where CUDA is available."})
     rank_checksums: bool = field(default=False, metadata={"help": "Each process writes a checksum of its trained "
                                                                   "parameters to work_dir (multi-process check)."})
+    qat: str | None = field(default=None, metadata={"help": "FORMAT:QUANT (e.g. gguf:q4_k_m, onnx:int4): train the "
+                                                            "last qat_fraction of the steps with the linear weights "
+                                                            "fake-quantized to that grid (distill/qat.py)."})
+    qat_fraction: float = field(default=0.25, metadata={"help": "Share of the steps, at the end, trained "
+                                                                "quantization-aware (with qat)."})
 
     def __post_init__(self):
         from edgedistill.distill.losses import LOSSES
@@ -134,6 +139,16 @@ class DistillConfig:
             require(self.student is None, "student", "give either --student or --init-from-teacher, not both")
         else:
             require(self.student is not None, "student", "give --student PATH (or --init-from-teacher)")
+        require(0.0 < self.qat_fraction <= 1.0, "qat_fraction", f"must be within (0, 1], got {self.qat_fraction}")
+        if self.qat is not None:
+            from edgedistill.distill.qat import parse_qat
+
+            try:
+                parse_qat(self.qat)
+            except ValueError as exc:
+                require(False, "qat", str(exc))
+            require(self.lora_r == 0, "qat", "needs full fine-tuning (lora_r 0): LoRA's merged weights are not "
+                                             "the ones trained against the grid")
 
 
 def parse_layer_list(text: str) -> list[int]:

@@ -61,6 +61,7 @@ from edgedistill.distill.data import (
     tokenize_examples,
 )
 from edgedistill.distill.losses import LOSSES, FullTeacher, LossSpec, TopKTeacher, chunked_response_loss
+from edgedistill.distill.qat import QatPhase
 from edgedistill.distill.student import add_lora, decoder_of, head_of, prune_layers, softcap_of
 from edgedistill.distill.vocab_teacher import MappedTeacher, check_mapped_vocab
 from edgedistill.errors import ConfigError, DataError
@@ -457,7 +458,10 @@ def distill(config: DistillConfig) -> DistillSummary:
     bar = tqdm(total=total_steps, initial=start_step, desc="distill", unit="step", disable=not is_main)
     step = start_step
     stopped_early = False
+    qat = QatPhase(cfg.qat, cfg.qat_fraction, total_steps) if cfg.qat else None  # quantization-aware last phase
     for step in range(start_step + 1, total_steps + 1):
+        if qat is not None:
+            qat.at_step(inner.student, step)
         micro = plan[step - 1]
         t0 = time.perf_counter()
         step_loss = torch.zeros((), device=device)

@@ -38,6 +38,10 @@ class QuantSpec:
     the number of tokens in a run (dynamic per-tensor activation scales, onnx:int8)."""
 
 
+#: onnx:int4 weight rounding (``ExportOptions.int4_algorithm``): onnxruntime's MatMulNBitsQuantizer algorithms.
+INT4_ALGORITHMS = ("rtn", "hqq", "k_quant")
+
+
 @dataclass
 class ExportOptions:
     """Options a format may use; every format ignores what does not apply to it."""
@@ -56,6 +60,9 @@ class ExportOptions:
                           "keeps it float32 as optimum wrote it (Gemma 3 270M: 834 instead of 294 MiB). Needs opset >= 18."},
     )
     imatrix: Path | None = field(default=None, metadata={"help": "llama.cpp importance matrix file for K-quants."})
+    int4_algorithm: str = field(default="rtn", metadata={
+        "help": "onnx:int4 weight rounding by onnxruntime's MatMulNBitsQuantizer: rtn (round to nearest, "
+                "symmetric), hqq or k_quant (data-free scale searches); see benchmarks/onnx_int4_algos.py."})
     opset: int | None = field(default=None, metadata={"help": "ONNX opset (None: exporter default)."})
     onnx_exporter: str = field(
         default="builder",

@@ -8,7 +8,9 @@ a complete manifest. Keys (schema version 1):
 ``bytes``; every file but the manifest), ``size_bytes``, ``quant_spec`` (bits per weight and
 thresholds), ``verification`` (``passed``, ``figures``, ``thresholds``, ``failures``; ``null`` with
 ``--no-verify``), ``tool_versions`` (package -> version, ``null`` when not installed), ``export_options``
-and ``format_info`` (what the format's ``write`` returned).
+and ``format_info`` (what the format's ``write`` returned); ``calibration`` (``path``, ``sha256``,
+``records``, ``tokens``, ``used_for``, ``imatrix_sha256``) when the export had calibration data. The
+task check's figures are ``verification.figures.task``.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def build_manifest(
     verification: dict | None,
     export_options: dict,
     format_info: dict,
+    extra: dict | None = None,
 ) -> dict[str, Any]:
     files = file_table(artifact_dir)
     versions = tool_versions()
@@ -89,6 +92,7 @@ def build_manifest(
         "tool_versions": versions,
         "export_options": export_options,
         "format_info": format_info,
+        **(extra or {}),
     }
 
 

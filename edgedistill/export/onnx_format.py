@@ -312,6 +312,9 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(src))  # with its external data, if any
+    rtn = options.int4_algorithm == "rtn"
+    # hqq / k_quant round the MatMul weights only; the embedding table then gets the RTN pass below
+    op_types = ("MatMul", "Gather") if options.int4_embeddings and rtn else ("MatMul",)
     quantizer = MatMulNBitsQuantizer(
         model,
         bits=4,
@@ -319,7 +322,8 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
         is_symmetric=True,
         accuracy_level=options.accuracy_level("int4") or None,
         # Gather: the embedding table, int4 blocks along the hidden axis (quant_axes default {Gather: 1}).
-        op_types_to_quantize=("MatMul", "Gather") if options.int4_embeddings else ("MatMul",),
+        op_types_to_quantize=op_types,
+        algo_config=_int4_algo_config(options, op_types),
     )
     # The quantizer logs one INFO line per node it skips (thousands on a real model). With Gather it also
     # warns that it raises the graph to opset 21 / IR 10 (int4 tensors need them) and that the result
@@ -331,9 +335,29 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     qlog.setLevel(logging.ERROR)
     try:
         quantizer.process()
+        if options.int4_embeddings and not rtn:
+            quantizer = MatMulNBitsQuantizer(quantizer.model.model, bits=4, block_size=options.int4_block_size,
+                                             is_symmetric=True, op_types_to_quantize=("Gather",))
+            quantizer.process()
     finally:
         qlog.setLevel(level)
     _save(quantizer.model.model, dst)
+
+
+def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...]):
+    """The quantizer's algo_config for ``options.int4_algorithm`` (None: its default RTN)."""
+    algo = options.int4_algorithm
+    if algo == "rtn":
+        return None
+    from onnxruntime.quantization import matmul_nbits_quantizer as mq
+
+    if algo == "hqq":  # data-free half-quadratic search of scale and zero point per block (asymmetric)
+        return mq.HQQWeightOnlyQuantConfig(block_size=options.int4_block_size, bits=4, op_types_to_quantize=op_types)
+    if algo == "k_quant":  # data-free: llama.cpp-style search of each block's scale and minimum
+        return mq.KQuantWeightOnlyQuantConfig(op_types_to_quantize=op_types)
+    from edgedistill.export.formats import INT4_ALGORITHMS
+
+    raise EdgeDistillError(f"options.int4_algorithm = {algo!r} is not supported; valid: {', '.join(INT4_ALGORITHMS)}")
 
 
 def _weights_bytes(path: Path) -> int:

@@ -76,6 +76,22 @@ class ExportConfig:
                                                                                     "int4_accuracy_level, "
                                                                                     "int4_embeddings, "
                                                                                     "imatrix, opset."})
+    calibration_data: str | None = field(default=None, metadata={
+        "help": "Records the model will serve (JSONL/JSON/CSV/Parquet, e.g. the distillation data): an "
+                "importance matrix is computed from them and feeds every llama.cpp-quantized GGUF type "
+                "(K-/IQ-quants); the manifest records their sha256, records and tokens. An explicit "
+                "options.imatrix wins."})
+    calibration_records: int = field(default=128, metadata={"help": "Calibration records used (the first N)."})
+    eval_data: str | None = field(default=None, metadata={
+        "help": "Held-out records with references: the float model and every artifact are scored on them "
+                "(task check); an artifact below min_retention fails verification."})
+    task: str | None = field(default=None, metadata={"help": "Task of eval_data (qa, nli, math, summarization, "
+                                                              "conversation): decides the metric."})
+    min_retention: float = field(default=0.95, metadata={"help": "Smallest artifact score / float score on "
+                                                                  "eval_data, in (0, 1]."})
+    eval_records: int | None = field(default=100, metadata={"help": "Eval records scored (the first N; empty: "
+                                                                     "all)."})
+    eval_max_new_tokens: int = field(default=48, metadata={"help": "Greedy tokens per eval record."})
 
     def __post_init__(self):
         if isinstance(self.artifacts, str):
@@ -103,6 +119,28 @@ class ExportConfig:
             self.options.imatrix = Path(self.options.imatrix).expanduser()
         require(self.options.int4_block_size in (16, 32, 64, 128, 256), "options.int4_block_size",
                 "must be one of 16, 32, 64, 128, 256")
+        self._check_data_options()
+
+    def _check_data_options(self) -> None:
+        """calibration / task-check settings (files are read in export(), still before any model loads)."""
+        from edgedistill.export.formats import INT4_ALGORITHMS
+        from edgedistill.tasks import TASKS
+
+        require(self.options.int4_algorithm in INT4_ALGORITHMS, "options.int4_algorithm",
+                f"{self.options.int4_algorithm!r} is not one of {', '.join(INT4_ALGORITHMS)}")
+        require(isinstance(self.calibration_records, int) and self.calibration_records >= 1,
+                "calibration_records", "must be an integer >= 1")
+        require(isinstance(self.min_retention, (int, float)) and 0 < self.min_retention <= 1, "min_retention",
+                f"must be within (0, 1], got {self.min_retention!r} (0.95 = keep 95% of the float score)")
+        require(self.eval_records is None or (isinstance(self.eval_records, int) and self.eval_records >= 1),
+                "eval_records", "must be an integer >= 1 (or empty for all)")
+        require(isinstance(self.eval_max_new_tokens, int) and self.eval_max_new_tokens >= 1,
+                "eval_max_new_tokens", "must be an integer >= 1")
+        if self.eval_data or self.task:
+            require(bool(self.eval_data), "eval_data", "--task needs --eval-data FILE (held-out records)")
+            require(bool(self.task), "task", f"--eval-data needs --task; valid: {', '.join(TASKS.names())}")
+            require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
+            require(self.verify, "eval_data", "the task check is part of verification; drop --no-verify")
 
     def planned(self) -> list[tuple[str, str]]:
         """The (format, quant) pairs named in ``artifacts``, duplicates dropped, order kept."""
@@ -143,7 +181,9 @@ class ExportResult:
         return all(a.passed for a in self.artifacts)
 
     def summary(self) -> str:
-        lines = [f"{'artifact':<44} {'size MB':>8} {'KL mean':>9} {'max|dlogit|':>11} {'greedy':>7} {'tok':>6}  result"]
+        task = any(_task_figures(a) for a in self.artifacts)  # the retention column only with eval data
+        lines = [f"{'artifact':<44} {'size MB':>8} {'KL mean':>9} {'max|dlogit|':>11} {'greedy':>7} {'tok':>6}"
+                 + (f" {'retention':>9}" if task else "") + "  result"]
         for a in self.artifacts:
             f = (a.verification or {}).get("figures")
             if f:
@@ -151,6 +191,9 @@ class ExportResult:
                         f"{f['tokenizer_checked'] - f['tokenizer_mismatches']:>3}/{f['tokenizer_checked']:<2}")
             else:
                 figs = f"{'-':>9} {'-':>11} {'-':>7} {'-':>6}"
+            if task:
+                ret = (_task_figures(a) or {}).get("retention")
+                figs += f" {ret:>9.1%}" if ret is not None else f" {'-':>9}"
             verdict = "ok" if a.passed and a.verified else ("unverified" if a.passed else "FAILED")
             lines.append(f"{a.path.name:<44} {a.size_bytes / MB:>8.2f} {figs}  {verdict}")
             for why in a.failures:
@@ -163,6 +206,10 @@ class ExportResult:
         if self.selection is not None:
             d["selection"] = self.selection.to_dict()
         return d
+
+
+def _task_figures(a: ArtifactResult) -> dict | None:
+    return ((a.verification or {}).get("figures") or {}).get("task")
 
 
 def _stderr(msg: str) -> None:
@@ -178,15 +225,26 @@ def export(config: ExportConfig, log: Callable[[str], None] = _stderr) -> Export
         from edgedistill.export.select import select_for_target
         from edgedistill.targets import load_target
 
-        selection = select_for_target(source, load_target(config.target, config.targets_dir))
-        log(selection.explain())
-        plan = [(selection.chosen.format, selection.chosen.quant)]
+        profile = load_target(config.target, config.targets_dir)
+        selection = select_for_target(source, profile)
+        if config.eval_data:  # quality-aware: the fitting candidates are tried smallest first
+            from edgedistill.export.select import quality_order
+
+            plan = [(c.format, c.quant) for c in quality_order(selection)]
+            log(f"target {profile.name}: {len(plan)} candidate(s) fit; trying them smallest first until one keeps "
+                f"{config.min_retention:.0%} of the float model's task score")
+        else:
+            log(selection.explain())
+            plan = [(selection.chosen.format, selection.chosen.quant)]
     else:
         plan = config.planned()
     for fmt_name, quant in plan:
         check_request(source, fmt_name, quant)
     if config.options.imatrix is not None and not config.options.imatrix.is_file():
         raise EdgeDistillError(f"--imatrix {config.options.imatrix}: no such file")
+    from edgedistill.export import quality
+
+    data = quality.prepare(config)  # calibration / eval records: read and checked before any model loads
 
     out = Path(config.out_dir).expanduser()
     if out.exists() and not out.is_dir():
@@ -220,11 +278,21 @@ def export(config: ExportConfig, log: Callable[[str], None] = _stderr) -> Export
         timings["reference_s"] = round(time.perf_counter() - t0, 3)
 
     results = []
-    for fmt_name, quant in plan:
-        log(f"[{len(results) + 1}/{len(plan)}] {fmt_name}:{quant} -> {finals[(fmt_name, quant)]}")
-        res = _export_one(config, source, source_sha, fmt_name, quant, finals[(fmt_name, quant)], reference)
-        log("    " + (_describe(res)))
-        results.append(res)
+    try:
+        quality.run_models(data, config, source, plan, log, timings)
+        for fmt_name, quant in plan:
+            log(f"[{len(results) + 1}/{len(plan)}] {fmt_name}:{quant} -> {finals[(fmt_name, quant)]}")
+            res = _export_one(config, source, source_sha, fmt_name, quant, finals[(fmt_name, quant)], reference,
+                              data)
+            log("    " + (_describe(res)))
+            results.append(res)
+            if selection is not None and config.eval_data and res.passed:
+                break
+    finally:
+        data.close()
+    if selection is not None and config.eval_data:
+        results, selection = quality.settle_target(selection, profile, results, config.min_retention)
+        log(selection.explain())
 
     timings["total_s"] = round(time.perf_counter() - t_start, 3)
     result = ExportResult(out, results, selection, timings)
@@ -271,7 +339,10 @@ def check_disk_space(out: Path, source: SourceModel, plan: list[tuple[str, str]]
         )
 
 
-def _export_one(config, source, source_sha, fmt_name, quant, final: Path, reference) -> ArtifactResult:
+def _export_one(config, source, source_sha, fmt_name, quant, final: Path, reference, data=None) -> ArtifactResult:
+    from edgedistill.export import quality
+
+    data = data or quality.QualityInputs()
     fmt = FORMATS.get(fmt_name)
     spec = fmt.quants[quant]
     failed_dir = final.with_name(final.name + ".failed")
@@ -281,7 +352,8 @@ def _export_one(config, source, source_sha, fmt_name, quant, final: Path, refere
     try:
         with atomic_dir(final, overwrite=True, made_by=ARTIFACT_MARKERS) as tmp:
             t0 = time.perf_counter()
-            format_info = fmt.write(source.path, tmp, quant, config.options) or {}
+            format_info = fmt.write(source.path, tmp, quant, quality.options_for(data, config.options, fmt_name,
+                                                                                 quant)) or {}
             copy_vocab_map(source.path, tmp)  # a vocabulary-pruned student's ids -> teacher ids, for eval
             t_export = time.perf_counter() - t0
             # runtimes find the format through manifest.json; the full manifest replaces this one below
@@ -292,6 +364,8 @@ def _export_one(config, source, source_sha, fmt_name, quant, final: Path, refere
                     verification = verify_artifact(tmp, spec, reference, config.threads)
                 except Exception as exc:  # noqa: BLE001 - an artifact its runtime cannot run fails verification
                     verification = unloadable(exc, spec)
+                if data.task_check is not None and verification.figures:
+                    data.task_check.judge(tmp, verification)
                 t_verify = time.perf_counter() - t0
             manifest = build_manifest(
                 artifact_dir=tmp, name=final.name, fmt=fmt_name, quant=quant, source=source,
@@ -301,6 +375,7 @@ def _export_one(config, source, source_sha, fmt_name, quant, final: Path, refere
                 verification=verification.to_dict() if verification else None,
                 export_options=to_dict(config.options),
                 format_info=format_info | {"export_seconds": round(t_export, 3), "verify_seconds": round(t_verify, 3)},
+                extra=quality.manifest_extra(data, config.options, fmt_name, quant, tmp, source.path, config.threads),
             )
             write_manifest(tmp, manifest)
             if verification is not None and not verification.passed:
@@ -335,5 +410,8 @@ def _describe(res: ArtifactResult) -> str:
     if not f:
         return f"FAILED verification: {'; '.join(res.failures)}"
     verdict = "verified" if res.passed else "FAILED verification: " + "; ".join(res.failures)
+    task = f.get("task")
+    task = (f"; {task['metric']} {task['score']:.4g} = {task['retention']:.1%} of float"
+            if task and task.get("retention") is not None else "")
     return (f"{verdict}; {size}; KL mean {f['kl_mean']:.2e}, max|dlogit| {f['max_abs_logit_diff']:.3g}, "
-            f"greedy {f['greedy_match']:.0%}; export {res.export_seconds:.1f} s + verify {res.verify_seconds:.1f} s")
+            f"greedy {f['greedy_match']:.0%}{task}; export {res.export_seconds:.1f} s + verify {res.verify_seconds:.1f} s")

@@ -15,10 +15,15 @@ context, so the estimate errs on the safe side.
 The choice: the first entry of the profile's ``preferred_quants`` that fits; if none fits, the fitting
 candidate with the most bits per weight (closest to the original model); if nothing fits, an error
 with the table of numbers.
+
+With eval data (``--eval-data``/``--task``) the choice is quality-aware: the fitting candidates are
+exported and verified smallest first (:func:`quality_order`) until one keeps ``min_retention`` of the
+float model's task score; the table of those tried (size, projected decode speed, retention) is printed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from edgedistill.errors import EdgeDistillError
@@ -57,14 +62,17 @@ class Selection:
     candidates: tuple[Candidate, ...]
     chosen: Candidate
     reason: str
+    quality: tuple = ()
+    """With eval data: the candidates tried (spec, need_mb, size_mb, projected_tok_s, retention, passed)."""
 
     def table(self) -> str:
         return candidates_table(self.candidates, chosen=self.chosen)
 
     def explain(self) -> str:
+        tried = f"candidates tried on the eval data:\n{quality_table(self.quality)}\n" if self.quality else ""
         return (
             f"target {self.target}: memory budget {self.budget_mb:.0f} MB, context {self.context_length} tokens\n"
-            f"{self.table()}\n"
+            f"{self.table()}\n{tried}"
             f"chose {self.chosen.spec}: {self.reason}"
         )
 
@@ -76,6 +84,7 @@ class Selection:
             "chosen": self.chosen.spec,
             "reason": self.reason,
             "candidates": [c.__dict__ | {"spec": c.spec} for c in self.candidates],
+            **({"quality": list(self.quality)} if self.quality else {}),
         }
 
 
@@ -194,4 +203,53 @@ def candidates_table(cands, chosen: Candidate | None = None) -> str:
             f"{c.overhead_mb:>10.1f} {c.need_mb:>9.1f}  {'yes ' if c.fits else 'no  '}  {pref:<4}  "
             + ("–" if c.predicted_decode_tok_s is None else f"{c.predicted_decode_tok_s:.1f}")
         )
+    return "\n".join(lines)
+
+
+# --- quality-aware choice (export --target NAME --eval-data FILE --task TASK) ------------------------
+
+#: Unquantized types: tried only when no quantized candidate fits (they keep the score by construction).
+FLOAT_QUANTS = ("f32", "fp32", "f16", "fp16", "bf16")
+
+
+def projected_tok_s(c: Candidate, profile) -> float | None:
+    """Decode speed ceiling: one full read of the weights per token at the profile's memory bandwidth."""
+    bw = getattr(profile, "memory_bandwidth_gbs", None)
+    return bw * 1e9 / (c.weights_mb * MB) if bw and c.weights_mb > 0 else None
+
+
+def quality_order(selection: Selection) -> list[Candidate]:
+    """Fitting candidates in the order they are tried: smallest (= fastest, decoding being bound by
+    reading the weights) first; equal sizes by preference. Float types come last, as a fallback."""
+    fitting = [c for c in selection.candidates if c.fits]
+    quantized = [c for c in fitting if c.quant not in FLOAT_QUANTS]
+    rank = (lambda c: c.preferred_rank if c.preferred_rank is not None else 1 << 20)
+    key = (lambda c: (c.need_mb, rank(c), c.spec))
+    return sorted(quantized, key=key) + sorted((c for c in fitting if c.quant in FLOAT_QUANTS), key=key)
+
+
+def quality_choice(selection: Selection, profile, tried: list[tuple[Candidate, dict]],
+                   chosen: Candidate | None, min_retention: float) -> Selection:
+    """The selection after trying candidates: ``tried`` holds (candidate, figures) with the artifact's
+    size_mb, retention and the reasons it failed."""
+    rows = tuple({"spec": c.spec, "need_mb": c.need_mb, "projected_tok_s": projected_tok_s(c, profile), **f}
+                 for c, f in tried)
+    if chosen is None:
+        reason = f"no fitting candidate kept {min_retention:.0%} of the float model's task score"
+        return dataclasses.replace(selection, quality=rows, reason=reason)
+    reason = (f"the smallest fitting candidate that keeps >= {min_retention:.0%} of the float model's task score "
+              f"({len(tried) - 1} smaller one(s) did not)" if len(tried) > 1 else
+              f"the smallest fitting candidate, and it keeps >= {min_retention:.0%} of the float model's task score")
+    return dataclasses.replace(selection, chosen=chosen, reason=reason, quality=rows)
+
+
+def quality_table(rows) -> str:
+    """The candidates tried, with size, projected speed and retention (a small Pareto table)."""
+    lines = [f"  {'artifact':<20} {'need MB':>8} {'file MB':>8} {'proj tok/s':>10} {'retention':>9}  result"]
+    for r in rows:
+        ret = r.get("retention")
+        tok = r.get("projected_tok_s")
+        lines.append(f"  {r['spec']:<20} {r['need_mb']:>8.1f} {r.get('size_mb', 0):>8.2f} "
+                     f"{(f'{tok:.0f}' if tok else '-'):>10} {(f'{ret:.1%}' if ret is not None else '-'):>9}  "
+                     f"{'kept' if r.get('passed') else 'rejected: ' + '; '.join(r.get('failures') or [])}")
     return "\n".join(lines)

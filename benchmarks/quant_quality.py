@@ -1,0 +1,158 @@
+"""What each quantization costs on the task: ROUGE-L / perplexity / size / host decode tok/s of a student
+and its artifacts, side by side, scored by ``edgedistill.eval`` on the same held-out records.
+
+Variants (issue #13): float, gguf q8_0, q6_k, q5_k_m, q4_k_m, q4_k_m + imatrix (from --calibration),
+q4_k_m + QAT + imatrix (needs --qat-student, a student distilled with ``--qat gguf:q4_k_m``), onnx int4
+(RTN, the default) and onnx int4 with each --onnx-int4-algo given (hqq, k_quant: onnxruntime's data-free
+scale searches; its data-aware GPTQ is not wired, see docs/export-onnx.md).
+
+    .venv/bin/python benchmarks/quant_quality.py --student runs/quickstart/distilled \\
+        --calibration runs/quickstart/generated.jsonl --qat-student runs/qat/distilled \\
+        --data examples/data/stdlib_summaries_test.jsonl --task summarization --records 100
+
+The student is an argument so that the lead can rerun this on the final (pruned) student. Every figure
+carries the 1-minute load average measured before and after that model was scored: decode tok/s on a
+shared machine is only comparable within one run and at similar load. Writes
+benchmarks/results/quant_quality.json and .md (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from edgedistill.atomic import atomic_write_json, atomic_write_text  # noqa: E402
+from edgedistill.eval import metrics as M  # noqa: E402
+from edgedistill.eval.evaluate import (EvalConfig, _messages, find_prompt_format, load_test_set,  # noqa: E402
+                                       score_model, summarise, task_metrics)
+from edgedistill.export import ExportConfig, ExportOptions, export  # noqa: E402
+
+OUT = Path(__file__).parent / "results" / "quant_quality.json"
+
+
+def variants(args) -> list[dict]:
+    """(label, model, format:quant, calibrate, options) of every row; float first, then the 4-bit rows the
+    issue is about (so that a run cut short still has them), then the wider types."""
+    v = [{"label": "float", "model": args.student, "artifact": None},
+         {"label": "gguf:q4_k_m", "model": args.student, "artifact": "gguf:q4_k_m"}]
+    if args.calibration:
+        v.append({"label": "gguf:q4_k_m+imatrix", "model": args.student, "artifact": "gguf:q4_k_m", "calibrate": True})
+    if args.qat_student:
+        v.append({"label": "float (QAT student)", "model": args.qat_student, "artifact": None})
+        v.append({"label": "gguf:q4_k_m+QAT+imatrix" if args.calibration else "gguf:q4_k_m+QAT",
+                  "model": args.qat_student, "artifact": "gguf:q4_k_m", "calibrate": bool(args.calibration)})
+    v.append({"label": "onnx:int4 (rtn)", "model": args.student, "artifact": "onnx:int4"})
+    for q in ("q8_0", "q6_k", "q5_k_m"):
+        v.append({"label": f"gguf:{q}", "model": args.student, "artifact": f"gguf:{q}"})
+    for algo in args.onnx_int4_algo:
+        v.append({"label": f"onnx:int4 ({algo})", "model": args.student, "artifact": "onnx:int4",
+                  "options": {"int4_algorithm": algo}})
+    return [x for x in v if not args.only or x["label"] in args.only]
+
+
+def build(v: dict, work: Path, args) -> tuple[str, float]:
+    """The artifact directory of a variant (exported unverified: the figures come from eval), seconds."""
+    if v["artifact"] is None:
+        return v["model"], 0.0
+    name = "".join(c if c.isalnum() else "_" for c in v["label"])
+    t0 = time.perf_counter()
+    res = export(ExportConfig(model=v["model"], artifacts=[v["artifact"]], out_dir=str(work), name=name,
+                              verify=False, overwrite=True, threads=args.threads,
+                              calibration_data=args.calibration if v.get("calibrate") else None,
+                              options=ExportOptions(**v.get("options", {}))), log=lambda m: None)
+    return str(res.artifacts[0].path), time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--student", help="float student (HF directory)")
+    ap.add_argument("--data", help="held-out records with references")
+    ap.add_argument("--task")
+    ap.add_argument("--calibration", help="calibration records (e.g. the distillation JSONL)")
+    ap.add_argument("--qat-student", help="the same student distilled with --qat gguf:q4_k_m")
+    ap.add_argument("--onnx-int4-algo", nargs="*", default=[], help="extra onnx:int4 algorithms (e.g. hqq)")
+    ap.add_argument("--records", type=int, default=100)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="*", help="labels to run (default: all)")
+    ap.add_argument("--work", help="directory for the artifacts (default: a temporary one)")
+    ap.add_argument("--note", default="", help="conditions, written beside the figures")
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--render", metavar="JSON", help="only re-write the .md of an earlier run's JSON")
+    args = ap.parse_args()
+    if args.render:
+        rep = json.loads(Path(args.render).read_text())
+        atomic_write_text(Path(args.render).with_suffix(".md"), render(rep))
+        return
+    if not (args.student and args.data and args.task):
+        ap.error("--student, --data and --task are required")
+
+    cfg = EvalConfig(models=[args.student], data=args.data, task=args.task, max_records=args.records,
+                     max_new_tokens=args.max_new_tokens, max_reference_tokens=64, threads=args.threads)
+    records = load_test_set(cfg)
+    fmt = find_prompt_format([args.student])
+    prompts = [fmt.text(_messages(r, args.task)) for r in records]
+    metric = task_metrics(args.task)[0]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        for v in variants(args):
+            path, export_s = build(v, work, args)
+            load_before = os.getloadavg()[0]
+            result = score_model(path, v["label"], records, prompts, fmt, cfg)
+            load_after = os.getloadavg()[0]
+            row = summarise(result, [metric], None)
+            rows.append({"label": v["label"], "model": v["model"], "artifact": v["artifact"],
+                         "size_mb": round(row["size_bytes"] / 2**20, 2), metric: row["scores"][metric],
+                         "perplexity": row["scores"]["perplexity"], "decode_tok_s": row["decode_tokens_per_s"],
+                         "export_s": round(export_s, 1), "loadavg_1m": [round(load_before, 2), round(load_after, 2)],
+                         "outputs": [r["output"] for r in result["records"]]})
+            print(f"{v['label']:<28} {rows[-1]['size_mb']:>8.1f} MB  {metric} {rows[-1][metric]}  "
+                  f"ppl {rows[-1]['perplexity']}  {rows[-1]['decode_tok_s']} tok/s  load {rows[-1]['loadavg_1m']}",
+                  flush=True)
+            report = write(args, records, metric, rows)  # after every row: a run cut short keeps its figures
+    print(render(report))
+
+
+def write(args, records, metric, rows) -> dict:
+    floats = {r["model"]: r[metric] for r in rows if r["artifact"] is None}
+    for r in rows:
+        r["retention"] = M.retention(r[metric], floats.get(args.student), metric)
+    report = {"records": len(records), "data": args.data, "task": args.task, "metric": metric,
+              "student": args.student, "qat_student": args.qat_student, "calibration": args.calibration,
+              "max_new_tokens": args.max_new_tokens, "threads": args.threads, "note": args.note,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+              "recorded_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
+    out = Path(args.out)
+    atomic_write_json(out, report)
+    atomic_write_text(out.with_suffix(".md"), render(report))
+    return report
+
+
+def render(rep: dict) -> str:
+    m = rep["metric"]
+    lines = [f"# Quantization quality: {rep['records']} records of {rep['data']} (task {rep['task']})", "",
+             f"Student `{rep['student']}`; calibration `{rep['calibration']}`; QAT student `{rep['qat_student']}`; "
+             f"{rep['max_new_tokens']} greedy tokens, {rep['threads']} threads; {rep['recorded_utc']}, "
+             f"{rep['machine']['cpus']} CPUs. {rep['note']}", "",
+             f"| variant | size MB | {m} | retention (vs float student) | perplexity | host decode tok/s | "
+             "load avg 1m (before, after) |", "|---|---|---|---|---|---|---|"]
+    for r in rep["rows"]:
+        ret = f"{r['retention']:.2f}" if r.get("retention") is not None else "n/a"
+        ppl = f"{r['perplexity']:.2f}" if r["perplexity"] is not None else "n/a"
+        lines.append(f"| {r['label']} | {r['size_mb']:.1f} | {r[m]:.2f} | {ret} | {ppl} | "
+                     f"{r['decode_tok_s']} | {r['loadavg_1m'][0]}, {r['loadavg_1m'][1]} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
