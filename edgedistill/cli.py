@@ -89,7 +89,7 @@ def _stop_option(stop: tuple[str, ...], no_stop: bool) -> list[str] | None:
               help="Record the top-K log-probabilities of every generated token (0 = off).")
 @click.option("--stop", "stop", multiple=True, metavar="TEXT",
               help="Stop sequence (repeatable): an answer ends before it. Default: the task's (summarization: "
-                   "a newline). Backslash escapes such as \\n are understood.")
+                   "a blank line). Backslash escapes such as \\n are understood.")
 @click.option("--no-stop", is_flag=True, help="No stop sequences, not even the task's default.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Prompts per batch (HF teacher).")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Parallel requests (server teacher).")

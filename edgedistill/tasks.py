@@ -230,7 +230,9 @@ TASKS.register(
         metric="rouge_l",
         required_fields=("reference",),
         # A summary is one paragraph; a base model that never emits an end-of-turn token would
-        # otherwise ramble on to the token cap (every quickstart answer did).
-        stop=("\n",),
+        # otherwise ramble on to the token cap (every quickstart answer did). Not the first newline:
+        # Gemma 3 270M wraps its one sentence like a docstring ("...a 4-character string into\na
+        # 4-character sequence."), so a newline would cut it mid-sentence.
+        stop=("\n\n",),
     ),
 )

@@ -106,7 +106,7 @@ def test_eval_stop_sequence_cuts_every_models_output(tmp_path, tiny_llama):
 
 def test_eval_default_stop_is_the_tasks():
     cfg = EvalConfig(models=["m"], data="d.jsonl", task="summarization")
-    assert cfg.stop == ["\n"]
+    assert cfg.stop == ["\n\n"]
     assert EvalConfig(models=["m"], data="d.jsonl", task="summarization", stop=[]).stop == []
     with pytest.raises(Exception, match="batch_size"):
         EvalConfig(models=["m"], data="d.jsonl", task="qa", batch_size=0)

@@ -50,7 +50,9 @@ def test_full_chain_on_tiny_models(tmp_path, tiny_llama):
     # (the first export artifact, gguf:f16), both decode speeds from bench
     assert report["rows"][0]["speed_source"] == "bench (target host)"
     assert report["headline"].startswith("student vs teacher: ")
-    assert "× " in report["headline"] and " on host, " in report["headline"] and "of the teacher's accuracy kept" in report["headline"]
+    assert "× " in report["headline"] and " on host, " in report["headline"]
+    # a tiny random teacher scores 0% accuracy, so there is no retention to state
+    assert report["headline"].endswith(("of the teacher's accuracy kept", "accuracy retention n/a"))
     assert any("shipped artifact distilled-gguf-f16" in n for n in report["notes"])
     assert summary.headline == report["headline"]
     assert report["headline"] in (out / "report" / "comparison.md").read_text()

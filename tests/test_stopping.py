@@ -45,7 +45,7 @@ def test_stop_token_index_is_the_token_completing_the_stop():
 
 
 def test_tasks_declare_their_default_stops():
-    assert TASKS.get("summarization").stop == ("\n",)
+    assert TASKS.get("summarization").stop == ("\n\n",)
     assert all(TASKS.get(t).stop == () for t in ("conversation", "qa", "nli", "math"))
 
 
@@ -58,7 +58,7 @@ def test_bad_stop_settings_are_named(stop, match):
 def test_generate_config_takes_the_task_default_unless_told():
     teacher = TeacherConfig(url="http://x/v1", model="m")
     cfg = GenerateConfig(data="d.jsonl", out="o.jsonl", teacher=teacher, task="summarization")
-    assert cfg.sampling.stop == ["\n"]
+    assert cfg.sampling.stop == ["\n\n"]
     cfg = GenerateConfig(data="d.jsonl", out="o.jsonl", teacher=teacher, task="summarization",
                          sampling={"stop": []})
     assert cfg.sampling.stop == []
@@ -134,14 +134,14 @@ def _openai(url):
 
 
 def _long_reply(body):
-    return "First sentence.\nSecond line rambles on", "length"
+    return "First sentence,\nwrapped.\n\nSecond paragraph rambles on", "length"
 
 
 def test_openai_sends_stop_and_gets_the_cut_answer():
     with FakeOpenAIServer(reply=_long_reply) as server:
-        [c] = _openai(server.url).generate(CONVS[:1], SamplingConfig(stop=["\n"]))
-        assert server.requests[0]["stop"] == ["\n"]
-    assert (c.text, c.finish_reason) == ("First sentence.", "stop")
+        [c] = _openai(server.url).generate(CONVS[:1], SamplingConfig(stop=["\n\n"]))
+        assert server.requests[0]["stop"] == ["\n\n"]
+    assert (c.text, c.finish_reason) == ("First sentence,\nwrapped.", "stop")
 
 
 def test_openai_server_ignoring_stop_is_cut_by_the_client():
@@ -149,7 +149,7 @@ def test_openai_server_ignoring_stop_is_cut_by_the_client():
         [c] = _openai(server.url).generate(CONVS[:1], SamplingConfig(stop=["\n"]))
         [free] = _openai(server.url).generate(CONVS[:1], SamplingConfig(stop=[]))
         assert "stop" not in server.requests[1]
-    assert (c.text, c.finish_reason) == ("First sentence.", "stop")
+    assert (c.text, c.finish_reason) == ("First sentence,", "stop")
     assert free.finish_reason == "length" and "\n" in free.text
 
 
@@ -161,10 +161,10 @@ def test_cli_generate_stop_options_and_summary(tmp_path):
                 "--no-progress", "--task", "summarization"]
         res = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "default.jsonl")])
         assert res.exit_code == 0, res.output
-        assert "stop sequences ['\\n']" in res.output and "0 truncated" in res.output
+        assert "stop sequences ['\\n\\n']" in res.output and "0 truncated" in res.output
         recs = read_jsonl_records(tmp_path / "default.jsonl")
-        assert [r["response"] for r in recs] == ["First sentence."] * 3
-        assert all(r["sampling"]["stop"] == ["\n"] and r["flags"] == [] for r in recs)
+        assert [r["response"] for r in recs] == ["First sentence,\nwrapped."] * 3
+        assert all(r["sampling"]["stop"] == ["\n\n"] and r["flags"] == [] for r in recs)
 
         res = CliRunner().invoke(main, [*base, "--no-stop", "--out", str(tmp_path / "none.jsonl")])
         assert res.exit_code == 0, res.output
@@ -173,7 +173,7 @@ def test_cli_generate_stop_options_and_summary(tmp_path):
 
         res = CliRunner().invoke(main, [*base, "--stop", "rambles", "--out", str(tmp_path / "word.jsonl")])
         assert res.exit_code == 0, res.output
-        assert read_jsonl_records(tmp_path / "word.jsonl")[0]["response"] == "First sentence.\nSecond line "
+        assert read_jsonl_records(tmp_path / "word.jsonl")[0]["response"] == "First sentence,\nwrapped.\n\nSecond paragraph "
 
         res = CliRunner().invoke(main, [*base, "--stop", "\\n", "--out", str(tmp_path / "escaped.jsonl")])
         assert read_jsonl_records(tmp_path / "escaped.jsonl")[0]["sampling"]["stop"] == ["\n"]
