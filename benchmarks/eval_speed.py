@@ -92,7 +92,7 @@ def main() -> None:
             runs[name].append(r)
             print(f"rep {rep + 1} {name}: {r['seconds']:.1f} s (load {r['load_before']} -> {r['load_after']})",
                   flush=True)
-    write(args, runs, chosen)
+            write(args, {k: v for k, v in runs.items() if v}, [c for c in chosen if runs[c[0]]])  # so far
 
 
 def write(args, runs: dict, chosen) -> None:
@@ -110,15 +110,15 @@ def write(args, runs: dict, chosen) -> None:
     for name, _, _ in chosen:
         rs = runs[name]
         med = statistics.median(r["seconds"] for r in rs)
-        lines.append(f"| {name} | {', '.join(f'{r['seconds']:.1f}' for r in rs)} | {med:.1f} | {base / med:.2f}x | "
-                     f"{', '.join(f'{r['load_before']} -> {r['load_after']}' for r in rs)} | "
-                     f"{rs[0]['rouge_l']:.2f} | {rs[0]['perplexity'] if rs[0]['perplexity'] is None else round(rs[0]['perplexity'], 1)} | "
+        each = ", ".join(f"{r['seconds']:.1f}" for r in rs)
+        loads = ", ".join(f"{r['load_before']} -> {r['load_after']}" for r in rs)
+        ppl = "n/a" if rs[0]["perplexity"] is None else f"{rs[0]['perplexity']:.3g}"
+        lines.append(f"| {name} | {each} | {med:.1f} | {base / med:.2f}x | {loads} | {rs[0]['rouge_l']:.2f} | {ppl} | "
                      f"{rs[0]['outputs'] == first_out} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                           "runs": runs}, indent=1) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":
