@@ -52,6 +52,18 @@ def main():
     """
 
 
+def _stop_option(stop: tuple[str, ...], no_stop: bool) -> list[str] | None:
+    """--stop / --no-stop as a settings value: None means the task's default."""
+    if no_stop and stop:
+        from edgedistill.errors import ConfigError
+
+        raise ConfigError("--stop and --no-stop contradict each other; give one of them")
+    if no_stop:
+        return []
+    # A shell passes `--stop '\n'` as backslash + n; a stop sequence is almost never meant literally so.
+    return [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in stop] or None
+
+
 # --- stage commands -------------------------------------------------------------------------------
 # Each stage module below registers its commands on `main`; keep them thin.
 
@@ -76,6 +88,10 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--logprobs", "top_logprobs", type=int, default=0, show_default=True, metavar="K",
               help="Record the top-K log-probabilities of every generated token (0 = off).")
+@click.option("--stop", "stop", multiple=True, metavar="TEXT",
+              help="Stop sequence (repeatable): an answer ends before it. Default: the task's (summarization: "
+                   "a blank line). Backslash escapes such as \\n are understood.")
+@click.option("--no-stop", is_flag=True, help="No stop sequences, not even the task's default.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Prompts per batch (HF teacher).")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Parallel requests (server teacher).")
 @click.option("--threads", "n_threads", type=int, help="CPU threads (GGUF teacher; default: all).")
@@ -90,7 +106,7 @@ def main():
 @friendly_errors
 def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, out, task, prompt_field,
                  reference_field, split, limit, temperature, top_p, max_new_tokens, seed, top_logprobs,
-                 batch_size, concurrency, n_threads, n_ctx, timeout_s, max_retries, device, overwrite,
+                 stop, no_stop, batch_size, concurrency, n_threads, n_ctx, timeout_s, max_retries, device, overwrite,
                  no_progress):
     """Have a teacher answer every prompt in --data, writing synthetic training data to --out.
 
@@ -113,7 +129,7 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
         device=device, n_threads=n_threads, n_ctx=n_ctx,
     )
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
-                              top_logprobs=top_logprobs)
+                              top_logprobs=top_logprobs, stop=_stop_option(stop, no_stop))
     config = GenerateConfig(
         data=data, out=out, teacher=teacher, task=task, sampling=sampling, prompt_field=prompt_field,
         reference_field=reference_field, split=split, limit=limit, overwrite=overwrite, progress=not no_progress,
@@ -600,6 +616,11 @@ def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
 @click.option("--max-records", type=int, metavar="N", help="Score only the first N records.")
 @click.option("--max-new-tokens", type=int, default=48, show_default=True, help="Greedy tokens per record.")
 @click.option("--no-perplexity", is_flag=True, help="Skip reference perplexity and top-1 agreement.")
+@click.option("--stop", "stop", multiple=True, metavar="TEXT",
+              help="Stop sequence (repeatable): an output ends before it. Default: the task's.")
+@click.option("--no-stop", is_flag=True, help="No stop sequences, not even the task's default.")
+@click.option("--batch-size", type=int, default=8, show_default=True,
+              help="Records decoded together by PyTorch models (greedy, equal to one at a time).")
 @click.option("--last-logits-perplexity", type=click.Choice(["skip", "incremental"]), default="skip",
               show_default=True, help="Runtimes with last-position logits only: report n/a, or one call per token.")
 @click.option("--bench", "bench_reports", multiple=True, metavar="FILE",
@@ -609,8 +630,9 @@ def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
 @click.option("--reference-field", metavar="NAME", help="Column holding the reference.")
 @click.option("--no-verify-hashes", is_flag=True, help="Skip checking artifact files against their manifest first.")
 @friendly_errors
-def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_tokens, no_perplexity,
-             last_logits_perplexity, bench_reports, threads, prompt_field, reference_field, no_verify_hashes):
+def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_tokens, no_perplexity, stop, no_stop,
+             batch_size, last_logits_perplexity, bench_reports, threads, prompt_field, reference_field,
+             no_verify_hashes):
     """Score models and exported artifacts on a test set, each through its own runtime.
 
     Prints a comparison table (quality, retention against the teacher, size, memory, speed) and,
@@ -636,7 +658,8 @@ def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_token
     config = EvalConfig(
         models=[resolve(m) for m in models], data=data, task=task, teacher=resolve(teacher) if teacher else None,
         names=list(names) or None, out=out, max_records=max_records, max_new_tokens=max_new_tokens,
-        perplexity=not no_perplexity, last_logits_perplexity=last_logits_perplexity,
+        perplexity=not no_perplexity, stop=_stop_option(stop, no_stop), batch_size=batch_size,
+        last_logits_perplexity=last_logits_perplexity,
         bench=list(bench_reports) or None, threads=threads, prompt_field=prompt_field,
         reference_field=reference_field, verify_hashes=not no_verify_hashes,
     )

@@ -51,6 +51,8 @@ class GenerateConfig:
         require(bool(self.out), "out", "give the output file (--out)")
         require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
         require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1, got {self.limit}")
+        if self.sampling.stop is None:  # the task's default, recorded in every output line
+            self.sampling.stop = list(TASKS.get(self.task).stop)
 
 
 @dataclass
@@ -68,13 +70,14 @@ class GenerateSummary:
     errors: int = 0
     no_answer: int = 0  # accuracy tasks: no extractable final answer
     elapsed_s: float = 0.0
+    stop: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         rate = self.generated / self.elapsed_s if self.elapsed_s > 0 else 0.0
         out = [
             f"wrote {self.generated} record(s) to {self.out} in {self.elapsed_s:.1f} s ({rate:.2f}/s); "
             f"{self.already_done} already there, {self.total} in the data set",
-            f"teacher {self.teacher}, task {self.task}",
+            f"teacher {self.teacher}, task {self.task}, stop sequences {self.stop!r}",
             f"flagged: {self.empty} empty, {self.truncated} truncated, {self.errors} error(s)"
             + (f", {self.no_answer} without an extractable answer" if self.no_answer else ""),
         ]
@@ -164,7 +167,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     pending = [r for r in records if r["id"] not in done]
     summary = GenerateSummary(
         out=str(out), task=task.name, teacher=tid, total=len(records),
-        already_done=len(records) - len(pending), generated=0,
+        already_done=len(records) - len(pending), generated=0, stop=list(config.sampling.stop),
     )
     if not pending:
         summary.elapsed_s = time.monotonic() - start

@@ -93,6 +93,9 @@ class Recipe:
     export: dict = field(default_factory=dict, metadata={"help": "ExportConfig settings except model/out."})
     eval: dict = field(default_factory=dict, metadata={"help": "EvalConfig settings except models/data/task/teacher/out."})
     bench: dict = field(default_factory=dict, metadata={"help": "BenchConfig settings except artifacts/out."})
+    ship: str | None = field(default=None, metadata={
+        "help": "The artifact that ships, which the report's headline compares with the teacher: 'format:quant' "
+                "or an artifact directory name (default: the export section's first artifact)."})
     quick: dict = field(default_factory=dict, metadata={
         "help": "Overrides merged over the recipe by --quick (same keys as the recipe; out_dir defaults to "
                 "<out_dir>-quick)."})
@@ -325,6 +328,7 @@ class RunSummary:
     table_markdown: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    headline: str | None = None
 
     def lines(self) -> list[str]:
         out = [f"recipe finished in {self.seconds / 60:.1f} min; ran {', '.join(self.stages_run) or 'nothing'}"
@@ -333,6 +337,8 @@ class RunSummary:
             out += ["", self.table_markdown]
         out += [f"{k}: {v}" for k, v in self.files.items()]
         out += [f"note: {n}" for n in self.notices]
+        if self.headline:
+            out += ["", self.headline]
         return out
 
 
@@ -513,6 +519,10 @@ def _run_bench(plan: Plan, log) -> dict:
     if not arts:
         raise EdgeDistillError(f"stage 'bench' needs exported artifacts in {L.artifacts}; there are none",
                                hint="rerun with --from-stage export")
+    # The teacher's own file too, with the same targets, threads and prompt: the report's student-vs-teacher
+    # speed then comes from one method (eval's light timings differ per runtime).
+    if Path(plan.teacher).exists():
+        arts.append(plan.teacher)
     cfg = plan.config("bench", artifacts=arts)
     report = _stage_class("bench")[1](cfg)
     if hasattr(report, "summary"):
@@ -532,10 +542,30 @@ STAGE_RUNNERS = {
 }
 
 
+def shipped_artifact(plan: Plan) -> Path | None:
+    """The artifact that ships: the recipe's ``ship`` ('format:quant' or a directory name), else the export
+    section's first artifact, else (export chose by target) the only one written."""
+    arts = artifact_dirs(plan.layout.artifacts)
+    want = plan.recipe.ship
+    if want is None:
+        planned = plan.config("export").planned() if "export" in plan.recipe.stages else []
+        if not planned:
+            return arts[0] if len(arts) == 1 else None
+        want = ":".join(planned[0])
+    for a in arts:
+        try:
+            manifest = json.loads((a / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if want in (a.name, f"{manifest.get('format')}:{manifest.get('quant')}"):
+            return a
+    return None
+
+
 def _final_report(plan: Plan, state: dict, summary: RunSummary) -> None:
     """The comparison table of eval, with bench figures when bench ran: report/comparison.*"""
     from edgedistill.eval.evaluate import EvalReport
-    from edgedistill.eval.table import apply_bench, markdown_table, write_report
+    from edgedistill.eval.table import apply_bench, headline, markdown_table, write_report
 
     L = plan.layout
     eval_json = L.eval / "eval.json"
@@ -552,6 +582,17 @@ def _final_report(plan: Plan, state: dict, summary: RunSummary) -> None:
             apply_bench(report, bench_files)
         except EdgeDistillError as exc:  # the table is still useful without bench figures
             report.notes.append(f"bench figures not merged: {exc.message}")
+    shipped = shipped_artifact(plan)
+    if shipped is None and "export" in plan.recipe.stages:
+        report.notes.append(f"no headline: no exported artifact is {plan.recipe.ship or 'the first export artifact'!r}")
+    elif shipped is not None:
+        report.headline, why_not = headline(report, shipped.name)
+        if why_not:
+            report.notes.append(why_not)
+        else:
+            report.notes.append(f"headline: the shipped artifact {shipped.name} (recipe `ship:`, default the first "
+                                "export artifact) against the teacher; decode speed from bench")
+        summary.headline = report.headline
     files = write_report(report, L.report, stem="comparison")
     summary.table_markdown = markdown_table(report)
     summary.files.update({"comparison table": files["markdown"], "comparison JSON": files["json"],

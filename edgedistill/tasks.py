@@ -9,7 +9,9 @@ Each :class:`Task` knows
 - ``normalize_reference(ref)``: the reference in the same form, so ``extract_answer(response) ==
   normalize_reference(reference)`` is the correctness test for accuracy tasks;
 - ``metric``: the primary metric name (``accuracy`` or ``rouge_l``) and ``required_fields``
-  (what a record needs to be scored by ``edgedistill eval``).
+  (what a record needs to be scored by ``edgedistill eval``);
+- ``stop``: the default stop sequences of the task (``generate`` and ``eval`` end an answer before the
+  first one unless told otherwise; see edgedistill/stopping.py).
 
     task = TASKS.get("math")
     task.build_messages({"prompt": "What is 6*7?"})
@@ -46,6 +48,8 @@ class Task:
     labels: tuple[str, ...] = ()
     extractor: Callable[[str], str | None] | None = None
     reference_normalizer: Callable[[str], str | None] | None = None
+    #: default stop sequences: the answer ends before the first (``--stop`` overrides)
+    stop: tuple[str, ...] = ()
 
     def build_messages(self, record: dict) -> list[dict]:
         """Chat messages for ``record``: its own ``messages`` as given, else the template applied."""
@@ -225,5 +229,10 @@ TASKS.register(
         answer_format="a two or three sentence summary",
         metric="rouge_l",
         required_fields=("reference",),
+        # A summary is one paragraph; a base model that never emits an end-of-turn token would
+        # otherwise ramble on to the token cap (every quickstart answer did). Not the first newline:
+        # Gemma 3 270M wraps its one sentence like a docstring ("...a 4-character string into\na
+        # 4-character sequence."), so a newline would cut it mid-sentence.
+        stop=("\n\n",),
     ),
 )

@@ -8,7 +8,7 @@ import pytest
 
 from edgedistill.errors import EdgeDistillError
 from edgedistill.eval.evaluate import EvalReport, add_retention
-from edgedistill.eval.table import apply_bench, bench_entries, markdown_table, write_report
+from edgedistill.eval.table import apply_bench, bench_entries, headline, markdown_table, write_report
 
 
 def _row(name, path, ppl, rouge, size):
@@ -78,3 +78,37 @@ def test_write_report_files(report, tmp_path):
     assert data["rows"][1]["retention"]["rouge_l"] == pytest.approx(0.75)
     assert open(files["chart"], "rb").read(4) == b"\x89PNG"
     assert open(files["markdown"]).read().startswith("## Comparison")
+
+
+def _bench_dir(tmp_path, rows):
+    d = tmp_path / "bench"
+    d.mkdir(exist_ok=True)
+    (d / "results.jsonl").write_text("".join(json.dumps({"type": "row", "label": "measured", "status": "ok", **r})
+                                             + "\n" for r in rows))
+    return str(d)
+
+
+def test_headline_from_bench_figures_of_both(report, tmp_path):
+    teacher, student = report.rows
+    report.rows[0]["role"] = "teacher"
+    apply_bench(report, [_bench_dir(tmp_path, [
+        {"artifact_path": teacher["path"], "target": "host", "ttft_ms": 90.0, "decode_tps": 10.0},
+        {"artifact_path": student["path"], "target": "host", "ttft_ms": 20.0, "decode_tps": 55.0}])])
+    text, why_not = headline(report, "student-gguf-q4_k_m")
+    assert why_not is None
+    # 100 MB of 250 MB, 55 / 10 tok/s, ROUGE-L 30 of 40
+    assert text == "student vs teacher: 60% smaller, 5.5× faster decode on host, 75% of the teacher's ROUGE-L kept"
+    report.headline = text
+    assert f"**{text}**" in markdown_table(report)
+
+
+def test_headline_never_mixes_speed_methods(report, tmp_path):
+    report.rows[0]["role"] = "teacher"
+    # the student benched, the teacher timed by eval only: no speed ratio
+    apply_bench(report, [_bench_dir(tmp_path, [
+        {"artifact_path": report.rows[1]["path"], "target": "host", "decode_tps": 55.0}])])
+    text, _ = headline(report, "student-gguf-q4_k_m")
+    assert "decode speed not compared" in text and "×" not in text
+    report.rows[1]["size_bytes"] = 300 * 2**20
+    assert "20% larger" in headline(report, "student-gguf-q4_k_m")[0]
+    assert headline(report, "no-such-artifact") == (None, "no headline: the report has no 'no-such-artifact' row")

@@ -59,7 +59,7 @@ def test_hf_teacher_end_to_end(tmp_path, tiny_llama):
         assert REQUIRED_KEYS <= set(rec)
         assert rec["task"] == "math" and rec["teacher"] == summary.teacher
         assert rec["sampling"] == {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 5, "seed": 0,
-                                   "top_logprobs": 2}
+                                   "top_logprobs": 2, "stop": []}  # math: no default stop
         assert rec["messages"][-1]["role"] == "user"  # the prompt only, never the answer
         assert rec["prompt"] in rec["messages"][-1]["content"] and rec["prompt"].startswith("What is")
         assert rec["finish_reason"] in ("stop", "length")

@@ -46,6 +46,16 @@ def test_full_chain_on_tiny_models(tmp_path, tiny_llama):
     assert arts["distilled-onnx-fp32"]["scores"]["perplexity"] == pytest.approx(student_ppl, rel=1e-3)
     assert arts["distilled-gguf-f16"]["scores"]["perplexity"] == pytest.approx(student_ppl, rel=2e-2)
     assert (out / "report" / "comparison.png").exists()
+    # the teacher is benched like the artifacts, and the headline compares it with the shipped artifact
+    # (the first export artifact, gguf:f16), both decode speeds from bench
+    assert report["rows"][0]["speed_source"] == "bench (target host)"
+    assert report["headline"].startswith("student vs teacher: ")
+    assert "× " in report["headline"] and " on host, " in report["headline"]
+    # a tiny random teacher scores 0% accuracy, so there is no retention to state
+    assert report["headline"].endswith(("of the teacher's accuracy kept", "accuracy retention n/a"))
+    assert any("shipped artifact distilled-gguf-f16" in n for n in report["notes"])
+    assert summary.headline == report["headline"]
+    assert report["headline"] in (out / "report" / "comparison.md").read_text()
     state = json.loads((out / "state.json").read_text())
     assert all(state["stages"][s]["status"] == "done" for s in R.STAGES)
     # a second run does nothing

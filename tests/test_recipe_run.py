@@ -193,3 +193,22 @@ def test_pruned_student_is_rebuilt_when_keep_layers_change(workdir, monkeypatch)
     R.run_recipe(workdir(stages=["distill"]), log=lambda s: None)  # done: nothing rebuilt
     R.run_recipe(workdir(stages=["distill"], student={"keep_layers": [1]}), log=lambda s: None)
     assert pruned_with == [[0], [1]]
+
+
+def test_shipped_artifact_is_the_first_export_artifact_unless_named(workdir, tmp_path):
+    def plan_of(path):
+        return R.Plan(R.load_recipe(path), tmp_path / "recipe.yaml", str(workdir.tmp / "teacher"))
+
+    stages = {"stages": ["generate", "distill", "export", "eval"]}
+    path = workdir({"export": {"artifacts": ["onnx:int4", "gguf:q4_k_m"]}}, **stages)
+    arts = tmp_path / "out" / "artifacts"
+    for name, fmt, quant in [("s-gguf-q4_k_m", "gguf", "q4_k_m"), ("s-onnx-int4", "onnx", "int4")]:
+        (arts / name).mkdir(parents=True)
+        (arts / name / "manifest.json").write_text(json.dumps({"format": fmt, "quant": quant}))
+    assert R.shipped_artifact(plan_of(path)).name == "s-onnx-int4"  # first listed, not first by name
+    path = workdir({"export": {"artifacts": ["onnx:int4", "gguf:q4_k_m"]}}, ship="gguf:q4_k_m", **stages)
+    assert R.shipped_artifact(plan_of(path)).name == "s-gguf-q4_k_m"
+    path = workdir({"export": {"artifacts": ["onnx:int4"]}}, ship="s-gguf-q4_k_m", **stages)
+    assert R.shipped_artifact(plan_of(path)).name == "s-gguf-q4_k_m"
+    path = workdir({"export": {"artifacts": ["onnx:int4"]}}, ship="gguf:q8_0", **stages)
+    assert R.shipped_artifact(plan_of(path)) is None

@@ -36,6 +36,8 @@ from edgedistill.atomic import atomic_write_json, check_writable_dir
 from edgedistill.config import require
 from edgedistill.errors import DataError, EdgeDistillError
 from edgedistill.eval import metrics as M
+from edgedistill.eval.decoding import generate_outputs
+from edgedistill.stopping import cut_at_stop
 from edgedistill.tasks import render_plain
 from edgedistill.vocab_map import artifact_vocab_map
 
@@ -60,6 +62,11 @@ class EvalConfig:
     max_new_tokens: int = field(default=48, metadata={"help": "Greedy tokens generated per record."})
     max_reference_tokens: int = field(default=128, metadata={
         "help": "Reference tokens scored per record for perplexity / agreement (longer ones are cut)."})
+    stop: list[str] | None = field(default=None, metadata={
+        "help": "Stop sequences: an output ends before the first one (None: the task's default; [] none)."})
+    batch_size: int = field(default=8, metadata={
+        "help": "Records decoded together by PyTorch models (left-padded greedy, checked equal to one at a "
+                "time); 1 decodes one record at a time and times it."})
     perplexity: bool = field(default=True, metadata={
         "help": "Score reference perplexity and teacher top-1 agreement (one forward pass per record)."})
     last_logits_perplexity: str = field(default="skip", metadata={
@@ -84,6 +91,11 @@ class EvalConfig:
         require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         require(self.max_reference_tokens >= 1, "max_reference_tokens", "must be >= 1")
         require(self.max_records is None or self.max_records >= 1, "max_records", "must be >= 1 when set")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = list(TASKS.get(self.task).stop) if self.stop is None else list(self.stop)
+        require(all(isinstance(x, str) and x for x in self.stop), "stop", "stop sequences must be non-empty strings")
         require(self.last_logits_perplexity in ("skip", "incremental"), "last_logits_perplexity",
                 f"{self.last_logits_perplexity!r} is not one of skip, incremental")
         if self.names is not None:
@@ -104,6 +116,8 @@ class EvalReport:
     rows: list[dict]
     notes: list[str]
     files: dict[str, str] = field(default_factory=dict)
+    #: one-line student-vs-teacher summary (set by the recipe's report; eval/table.py ``headline``)
+    headline: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -317,7 +331,7 @@ def _fingerprint(art: Artifact, cfg: EvalConfig, records: list[dict], prompt_sou
     for f in files:
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    h.update(json.dumps([cfg.task, cfg.max_new_tokens, cfg.max_reference_tokens, cfg.perplexity,
+    h.update(json.dumps([cfg.task, cfg.max_new_tokens, cfg.stop, cfg.max_reference_tokens, cfg.perplexity,
                          cfg.last_logits_perplexity, prompt_source, [r["id"] for r in records],
                          [r.get("reference") for r in records]]).encode())
     return h.hexdigest()[:16]
@@ -336,7 +350,6 @@ def score_model(path: str, name: str, records: list[dict], prompts: list[str], f
     art = detect_artifact(path)
     vmap = artifact_vocab_map(art.path)  # a vocabulary-pruned student: agreement in the teacher's ids
     per_record = []
-    ttfts, decode_tokens, decode_seconds = [], 0, 0.0
     ppl_mode = "full"
     with PeakMemory() as mem:
         t0 = time.perf_counter()
@@ -344,25 +357,11 @@ def score_model(path: str, name: str, records: list[dict], prompts: list[str], f
         load_s = time.perf_counter() - t0
         if not runtime.full_logits:
             ppl_mode = "incremental" if cfg.last_logits_perplexity == "incremental" else "n/a"
-        eos = runtime.eos_token_ids
         try:
-            for rec, prompt in tqdm(list(zip(records, prompts)), desc=f"eval {name}", unit="rec", leave=False):
-                add_special = fmt.add_special_tokens(prompt)
-                prompt_ids = runtime.tokenize(prompt, add_special_tokens=add_special)
-                out_ids, t_start, t_first = [], time.perf_counter(), None
-                for tok in runtime.stream(prompt_ids, cfg.max_new_tokens):
-                    if t_first is None:
-                        t_first = time.perf_counter()
-                    if tok in eos:
-                        break
-                    out_ids.append(int(tok))
-                t_end = time.perf_counter()
-                if t_first is not None:
-                    ttfts.append(t_first - t_start)
-                    if len(out_ids) > 1:
-                        decode_tokens += len(out_ids) - 1
-                        decode_seconds += t_end - t_first
-                output = runtime.detokenize(out_ids).strip()
+            all_ids = [runtime.tokenize(p, add_special_tokens=fmt.add_special_tokens(p)) for p in prompts]
+            decoded = generate_outputs(runtime, all_ids, cfg, desc=f"eval {name}")
+            for rec, prompt_ids, out_ids in zip(records, all_ids, decoded.outputs):
+                output = cut_at_stop(runtime.detokenize(out_ids), cfg.stop)[0].strip()
                 item = {"id": rec["id"], "output": output, "answer": task.extract_answer(output),
                         "reference": task.normalize_reference(rec.get("reference"))}
                 if cfg.perplexity and ppl_mode != "n/a":
@@ -371,6 +370,7 @@ def score_model(path: str, name: str, records: list[dict], prompts: list[str], f
                 per_record.append(item)
         finally:
             runtime.close()
+    ttfts, decode_tokens, decode_seconds = decoded.ttfts, decoded.decode_tokens, decoded.decode_seconds
     size = art.size_bytes()
     return {
         "name": name,
@@ -383,7 +383,8 @@ def score_model(path: str, name: str, records: list[dict], prompts: list[str], f
         "peak_memory_mb": round(mem.peak_mb, 1),
         "ttft_ms": round(1000 * statistics.median(ttfts), 2) if ttfts else None,
         "decode_tokens_per_s": round(decode_tokens / decode_seconds, 2) if decode_seconds > 0 else None,
-        "speed_source": "eval (light)",
+        "speed_source": "eval (light)" if not decoded.batched else "n/a (eval decoded in batches)",
+        "batched_redone": decoded.redone if decoded.batched else None,  # rows failing the argmax check
         "perplexity_mode": ppl_mode if cfg.perplexity else "off",
         "records": per_record,
     }
@@ -513,6 +514,12 @@ def evaluate(cfg: EvalConfig) -> EvalReport:
     if skipped:
         notes.append(f"perplexity / top-1 agreement n/a for {', '.join(skipped)}: the runtime returns "
                      "last-position logits only (set last_logits_perplexity: incremental to compute them)")
+    batched = [r["name"] for r in rows if r.get("speed_source", "").startswith("n/a (eval decoded in batches")]
+    if batched:
+        notes.append(f"TTFT / decode tok/s n/a for {', '.join(batched)}: eval decoded them {cfg.batch_size} records "
+                     "at a time (outputs equal to one at a time); `edgedistill bench` measures speed")
+    if cfg.stop:
+        notes.append(f"outputs end before the first stop sequence {cfg.stop!r}")
     incremental = [r["name"] for r in rows if r["perplexity_mode"] == "incremental"]
     if incremental:
         notes.append(f"perplexity of {', '.join(incremental)} computed by one runtime call per reference token")

@@ -70,7 +70,10 @@ def markdown_table(report) -> str:
         ]
         cells += [_fmt(s.get(m)) for m in extra]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    out = [f"## Comparison: task {report.task}, {report.records} records of {report.data}", "", *lines, ""]
+    out = [f"## Comparison: task {report.task}, {report.records} records of {report.data}", ""]
+    if getattr(report, "headline", None):
+        out += [f"**{report.headline}**", ""]
+    out += [*lines, ""]
     sources = sorted({row.get("speed_source", "eval (light)") for row in report.rows})
     out.append(f"TTFT / decode tok/s / peak mem from: {', '.join(sources)}.")
     bench_rows = [(row["name"], b) for row in report.rows for b in row.get("bench", [])]
@@ -210,3 +213,35 @@ def apply_bench(report, bench_files: list[str], main_target: str | None = None) 
             if main["peak_memory_mb"] is not None:
                 row["peak_memory_mb"] = main["peak_memory_mb"]
             row["speed_source"] = f"bench (target {main_target})"
+            row["speed_target"] = main_target
+
+
+def headline(report, shipped: str) -> tuple[str | None, str | None]:
+    """("student vs teacher: N% smaller, N× faster decode on <target>, N% of the teacher's <metric> kept",
+    None), or (None, why not). ``shipped``: the name of the row of the artifact that ships.
+
+    Size: the files' bytes. Speed: only when bench measured both rows on the same target (one method
+    for both; eval's light timings are not comparable across runtimes). Quality: the primary metric's
+    retention on eval's records."""
+    teacher = next((r for r in report.rows if r.get("role") == "teacher"), None)
+    student = next((r for r in report.rows if r["name"] == shipped), None)
+    if teacher is None or student is None:
+        return None, f"no headline: the report has no {'teacher' if teacher is None else shipped!r} row"
+    parts = []
+    t_size, s_size = teacher.get("size_bytes"), student.get("size_bytes")
+    if t_size and s_size:
+        share = s_size / t_size
+        parts.append(f"{100 * (1 - share):.0f}% smaller" if share <= 1 else f"{100 * (share - 1):.0f}% larger")
+    t_tps, s_tps = teacher.get("decode_tokens_per_s"), student.get("decode_tokens_per_s")
+    target = student.get("speed_target")
+    if target and target == teacher.get("speed_target") and t_tps and s_tps:
+        parts.append(f"{s_tps / t_tps:.1f}× faster decode on {target}" if s_tps >= t_tps
+                     else f"{s_tps / t_tps:.2f}× the teacher's decode speed on {target}")
+    else:
+        parts.append("decode speed not compared (bench did not measure both on one target)")
+    primary = report.primary_metric
+    kept = (student.get("retention") or {}).get(primary)
+    label = METRIC_LABELS[primary]
+    parts.append(f"{100 * kept:.0f}% of the teacher's {label} kept" if kept is not None
+                 else f"{label} retention n/a")
+    return f"student vs teacher: {', '.join(parts)}", None

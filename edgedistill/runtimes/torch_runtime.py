@@ -8,6 +8,7 @@ import numpy as np
 
 from edgedistill.artifacts import Artifact
 from edgedistill.runtimes.base import Runtime
+from edgedistill.stopping import stop_token_index, stopping_criteria
 
 
 class TorchRuntime(Runtime):
@@ -58,10 +59,12 @@ class TorchRuntime(Runtime):
                     return
                 inp = torch.tensor([[tok]])
 
-    def greedy_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    def greedy_batch(self, prompts: list[list[int]], max_new_tokens: int,
+                     stop: list[str] | None = None) -> list[list[int]]:
         """Greedy continuations of several prompts at once (left-padded batch, ``generate``).
 
-        Each ends after its EOS or at ``max_new_tokens``. A padded batch runs other kernel shapes than
+        Each ends after its EOS, after the token that completes a ``stop`` string (see
+        edgedistill/stopping.py) or at ``max_new_tokens``. A padded batch runs other kernel shapes than
         one prompt alone, so a near-tie may break the other way than in ``greedy``; callers that need
         the unbatched answer check it (see ``export.verify.build_reference``).
         """
@@ -85,12 +88,14 @@ class TorchRuntime(Runtime):
         hf_logging.set_verbosity_error()  # generate() reports every default it fills in from the model
         try:
             with torch.inference_mode():
-                out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+                out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                          stopping_criteria=stopping_criteria(self.tokenizer, stop, width))
         finally:
             hf_logging.set_verbosity(level)
         result = []
         for row in out[:, width:].tolist():
             cut = next((i + 1 for i, t in enumerate(row) if t in self.eos_token_ids), len(row))
-            result.append(row[:cut])
+            at = stop_token_index(row[:cut], self.detokenize, stop)
+            result.append(row[:cut] if at is None else row[: at + 1])
         return result
 

@@ -41,12 +41,24 @@ class SamplingConfig:
     top_logprobs: int = field(
         default=0, metadata={"help": "record the top-K log-probabilities of every generated token (0 = off)"}
     )
+    stop: list[str] | None = field(
+        default=None, metadata={"help": "stop sequences: an answer ends before the first one, which is dropped "
+                                        "(None: the task's default; [] none)"}
+    )
 
     def __post_init__(self):
         require(self.temperature >= 0, "temperature", f"must be >= 0, got {self.temperature}")
         require(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
         require(self.max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
         require(0 <= self.top_logprobs <= 20, "top_logprobs", f"must be between 0 and 20, got {self.top_logprobs}")
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        if self.stop is not None:
+            self.stop = list(self.stop)
+            require(all(isinstance(s, str) and s for s in self.stop), "stop",
+                    f"stop sequences must be non-empty strings, got {self.stop!r}")
+            require(len(self.stop) <= 4, "stop", f"at most 4 stop sequences (as OpenAI servers accept), "
+                    f"got {len(self.stop)}")
 
 
 @dataclass

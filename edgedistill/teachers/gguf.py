@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgedistill.errors import EdgeDistillError
+from edgedistill.stopping import cut_at_stop
 from edgedistill.teachers.base import Completion, SamplingConfig, Teacher, TeacherConfig, teacher_id
 from edgedistill.tasks import render_plain
 
@@ -69,6 +70,7 @@ class GGUFTeacher(Teacher):
             top_k=0,  # llama.cpp defaults to top-k 40 and min-p 0.05; keep sampling as configured
             min_p=0.0,
             seed=sampling.seed,
+            stop=list(sampling.stop) or None,  # llama.cpp ends at the token completing one, drops it
             logits_processor=self._processors([recorder]) if recorder else None,
         )
         try:
@@ -83,6 +85,8 @@ class GGUFTeacher(Teacher):
         except ValueError as exc:  # e.g. "Requested tokens (...) exceed context window"
             return Completion("", "error", error=str(exc))
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        # llama-cpp-python cuts at the first stop *listed* that occurs; the rule is the earliest one.
+        text, _ = cut_at_stop(text, sampling.stop)
         top = None
         if recorder is not None:
             # one step per generated token, plus the step that chose the end-of-turn token

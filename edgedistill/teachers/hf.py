@@ -7,6 +7,7 @@ turns' contents separated by blank lines), which suits base models.
 from __future__ import annotations
 
 from edgedistill.errors import EdgeDistillError
+from edgedistill.stopping import cut_at_stop, stop_token_index, stopping_criteria
 from edgedistill.tasks import render_plain
 from edgedistill.teachers.base import Completion, SamplingConfig, Teacher, TeacherConfig, teacher_id
 
@@ -57,6 +58,7 @@ class HFTeacher(Teacher):
             return [Completion("", "error", error=f"prompt of {prompt_len} tokens + max_new_tokens "
                                f"{sampling.max_new_tokens} exceeds the teacher's {self.max_positions} positions")]
         kwargs = dict(
+            stopping_criteria=stopping_criteria(self.tok, sampling.stop, prompt_len),
             max_new_tokens=sampling.max_new_tokens,
             pad_token_id=self.tok.pad_token_id,
             eos_token_id=sorted(self.eos_ids),
@@ -74,11 +76,16 @@ class HFTeacher(Teacher):
         for row, ids in enumerate(new_tokens):
             stop_at = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
             kept = ids if stop_at is None else ids[:stop_at]
+            # A stop string ends the row at the token that completes it (the rest is padding).
+            at = stop_token_index(kept, self.tok.decode, sampling.stop)
+            if at is not None:
+                kept, stop_at = kept[: at + 1], at
             finish = "stop" if stop_at is not None or len(ids) < sampling.max_new_tokens else "length"
-            text = self.tok.decode(kept, skip_special_tokens=True)
+            text, _ = cut_at_stop(self.tok.decode(kept, skip_special_tokens=True), sampling.stop)
             top = None
             if sampling.top_logprobs > 0:
-                n_steps = len(kept) + (1 if stop_at is not None else 0)  # the EOS step teaches stopping
+                # the EOS step teaches stopping; a stop string's last token is in ``kept`` already
+                n_steps = len(kept) + (1 if stop_at is not None and at is None else 0)
                 top = self._top_logprobs(out.logits, row, n_steps, sampling.top_logprobs)
             results.append(Completion(text=text, finish_reason=finish, top_logprobs=top))
         return results

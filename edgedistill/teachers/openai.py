@@ -28,6 +28,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from edgedistill.errors import EdgeDistillError
+from edgedistill.stopping import cut_at_stop
 from edgedistill.teachers.base import Completion, SamplingConfig, Teacher, TeacherConfig, split_userinfo, teacher_id
 
 PER_RECORD_STATUSES = (400, 413, 422)
@@ -150,6 +151,8 @@ class OpenAITeacher(Teacher):
             "max_tokens": sampling.max_new_tokens,
             "seed": sampling.seed,
         }
+        if sampling.stop:
+            payload["stop"] = list(sampling.stop)
         if sampling.top_logprobs > 0:
             payload.update(logprobs=True, top_logprobs=sampling.top_logprobs)
         reply = self._post(payload)
@@ -164,6 +167,10 @@ class OpenAITeacher(Teacher):
                 "is it an OpenAI-compatible chat endpoint?"
             ) from None
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        # A server that ignores `stop` (or keeps the string) is cut here, so every server's answers
+        # follow the one rule of edgedistill.stopping.
+        text, cut = cut_at_stop(text, sampling.stop)
+        finish = "stop" if cut else finish
         return Completion(text=text, finish_reason=finish, top_logprobs=_logprobs(choice.get("logprobs"), sampling))
 
     def generate(self, conversations: list[list[dict]], sampling: SamplingConfig) -> list[Completion]:

@@ -27,8 +27,9 @@ def echo_reply(body: dict) -> tuple[str, str]:
 
 
 class FakeOpenAIServer:
-    def __init__(self, reply=echo_reply):
+    def __init__(self, reply=echo_reply, honour_stop: bool = True):
         self.reply = reply
+        self.honour_stop = honour_stop  # False: a server that ignores the request's `stop`
         self.script: list[tuple] = []
         self.requests: list[dict] = []
         self.headers: list[dict] = []
@@ -55,6 +56,10 @@ class FakeOpenAIServer:
                     return self._send(action[1], {"error": {"message": f"scripted {action[1]}"}},
                                       action[2] if len(action) > 2 else {})
                 text, finish = server.reply(body)
+                if server.honour_stop and body.get("stop"):  # as OpenAI: cut before it, drop it
+                    hits = [text.find(s) for s in body["stop"] if s in text]
+                    if hits:
+                        text, finish = text[: min(hits)], "stop"
                 choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
                 k = body.get("top_logprobs") or 0
                 if body.get("logprobs") and k:
