@@ -4,7 +4,8 @@
 Each shape runs the real command (`python -m edgedistill.cli prune ...`, a fresh process) on the
 quickstart's training prompts, scored on their reference summaries, and its `prune.json` is collected.
 The machine's load average is recorded beside every figure (the reference machine is shared: figures
-taken under load are slower, never different in value). Writes benchmarks/results/prune_shapes.{json,md}.
+taken under load are slower, never different in value). Writes benchmarks/results/prune_shapes.{json,md};
+shapes already in the JSON are kept, not measured again.
 
     .venv/bin/python benchmarks/prune_shapes.py [--records 32] [--only NAME ...]
 """
@@ -90,9 +91,12 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=32)
     ap.add_argument("--only", nargs="*", choices=sorted(SHAPES), default=None)
     args = ap.parse_args()
-    rows = []
+    # rows already measured are kept (a shape takes ~25 min on the busy 2-core machine): rerun to add more
+    old = RESULTS / "prune_shapes.json"
+    rows = json.loads(old.read_text())["rows"] if old.exists() else []
+    done = {r["name"] for r in rows if not r["exit_code"]}
     with tempfile.TemporaryDirectory(prefix="prune-shapes-") as work:
-        for name in args.only or SHAPES:  # in the order asked: on a busy machine the first matter most
+        for name in [n for n in (args.only or SHAPES) if n not in done]:  # in the order asked
             rows.append(run_shape(name, SHAPES[name], args.records, Path(work)))
             print(json.dumps({k: rows[-1].get(k) for k in ("name", "seconds", "perplexity_after", "exit_code")}),
                   flush=True)

@@ -266,3 +266,37 @@ def test_perplexity_scores_only_the_answer_positions(tiny_llama):
     want = -sum(float(logp[t, ids[t + 1]]) for t in (3, 4, 5)) / 3
     got = perplexity(model, [CalibSequence(ids, scored)])
     assert got == pytest.approx(float(torch.exp(torch.tensor(want))), rel=1e-5)
+
+
+def test_vocab_data_calls_the_vocabulary_step_last(teachers, calib, tmp_path, monkeypatch):
+    """vocab="data": the depth/width-pruned student goes through prune_vocabulary (edgedistill.prune.vocab,
+    stood in for here) with the rendered calibration texts, and its report lands in prune.json."""
+    import shutil
+    import sys
+    import types
+    from dataclasses import asdict, dataclass
+
+    calls = []
+
+    @dataclass
+    class FakeReport:
+        kept: int
+
+        def to_dict(self):
+            return asdict(self)
+
+    def fake_prune_vocabulary(model_dir, texts, out_dir, *, vocab_size=None):
+        calls.append((AutoConfig.from_pretrained(model_dir).num_hidden_layers, list(texts), vocab_size))
+        shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
+        return FakeReport(kept=123)
+
+    monkeypatch.setitem(sys.modules, "edgedistill.prune.vocab",
+                        types.SimpleNamespace(prune_vocabulary=fake_prune_vocabulary))
+    report = prune(PruneConfig(teacher=str(teachers("llama", False)), data=str(calib), out=str(tmp_path / "s"),
+                               num_layers=2, vocab="data", vocab_size=300), log=lambda s: None)
+    [(layers, texts, size)] = calls
+    assert layers == 2 and size == 300  # called on the already depth-pruned student
+    assert len(texts) == len(TEXTS) and texts[0].startswith("<|user|>\nRepeat: ") and texts[0].endswith(TEXTS[0])
+    assert report.vocab == {"kept": 123}
+    assert json.loads((tmp_path / "s" / "prune.json").read_text())["vocab"] == {"kept": 123}
+    assert not list(tmp_path.glob(".s.*")), "no staging directory is left behind"
