@@ -29,11 +29,16 @@ def _spm_model(tmp_path: Path, keep_model_file: bool) -> Path:
     """A tiny gemma3 model with a SentencePiece BPE tokenizer (byte fallback), as Gemma's."""
     import shutil
 
+    from tokenizers import AddedToken
     from transformers import GemmaTokenizerFast
 
     gemma_style_spm(tmp_path / "tokenizer.model", add_dummy_prefix=False)
     # transformers 5: vocab_file= builds an empty tokenizer, and BOS is added only when asked for
     tok = GemmaTokenizerFast.from_pretrained(str(tmp_path), add_bos_token=True)
+    # the turn markers are special in the real Gemma 3 tokenizer (and llama.cpp forces <end_of_turn> to
+    # CONTROL); transformers 5 converts SentencePiece user-defined symbols as non-special
+    tok.add_tokens([AddedToken(m, special=True, normalized=False) for m in ("<start_of_turn>", "<end_of_turn>")],
+                   special_tokens=True)
     tok.chat_template = SPM_CHAT
     model = build_tiny_model("gemma3", tmp_path / "spm-model", tokenizer=tok, hidden_size=32)
     if keep_model_file:  # transformers 5's save_pretrained writes tokenizer.json only
