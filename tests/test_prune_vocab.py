@@ -282,3 +282,19 @@ def test_unigram_sentencepiece_keeps_only_the_used_pieces(tmp_path):
     s_sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "student" / "tokenizer.model"))
     for text in CALIBRATION:
         assert [m[i] for i in s_sp.encode(text)] == t_sp.encode(text)
+
+
+def test_byte_fallback_without_the_byte_tokens_is_refused(teachers, tmp_path):
+    """A byte-fallback tokenizer that lacks <0xNN> tokens (e.g. an empty conversion) cannot keep the
+    round-trip promise, and its GGUF would abort llama.cpp: refused, nothing written."""
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teachers["spm-json-only"], teacher)
+    tj = json.loads((teacher / "tokenizer.json").read_text(encoding="utf-8"))
+    tj["model"]["vocab"] = {(f"<b{t[3:]}" if t in ("<0x41>", "<0x42>") else t): i
+                            for t, i in tj["model"]["vocab"].items()}
+    (teacher / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ConfigError, match="holds only 254 of the 256 <0x00>..<0xFF> byte tokens"):
+        prune_vocabulary(teacher, list(CALIBRATION), tmp_path / "s")
+    assert not (tmp_path / "s").exists()
