@@ -224,7 +224,9 @@ def distill_cmd(keep_layers, **options):
 @click.option("--vocab", type=click.Choice(["full", "data"]), default="full", show_default=True,
               help="data: keep only the tokens the calibration data need.")
 @click.option("--vocab-size", type=int, metavar="N", help="With --vocab data: at most N tokens.")
-@click.option("--calibration-records", type=int, default=64, show_default=True, help="Records of --data used.")
+@click.option("--calibration-records", type=int, default=64, show_default=True,
+              help="Records of --data measured (--vocab data keeps the tokens of every record).")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an earlier prune output in --out.")
 @click.option("--max-length", type=int, default=256, show_default=True, help="Longest calibration sequence.")
 @friendly_errors
 def prune_cmd(**options):

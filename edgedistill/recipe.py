@@ -206,7 +206,8 @@ def _prune_settings(recipe: Recipe, where: str, teacher_path: str, layout: Layou
     answers when generate runs, else the training prompts)."""
     own = recipe.student.prune or {}
     derived = {"teacher": teacher_path, "out": str(layout.pruned), "task": recipe.task,
-               "data": str(layout.generated) if "generate" in recipe.stages else recipe.data.train}
+               "data": str(layout.generated) if "generate" in recipe.stages else recipe.data.train,
+               "overwrite": True}  # students/pruned is the recipe's own directory
     clash = sorted(k for k in own if k in derived)
     if clash:
         raise ConfigError(f"{where}: student.prune.{', '.join(clash)} is set by the recipe itself; remove it")

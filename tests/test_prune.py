@@ -253,6 +253,19 @@ def test_cli_depth_prune_writes_report(teachers, calib, tmp_path):
     cfg = AutoConfig.from_pretrained(tmp_path / "s")
     assert (cfg.num_hidden_layers, cfg.intermediate_size) == (2, 96)
 
+    # an earlier prune output is replaced only with --overwrite; a user's directory never
+    args = ["prune", "--teacher", str(teachers("qwen3", False)), "--data", str(calib), "--keep-layers", "1"]
+    res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "s")])
+    assert res.exit_code != 0 and "error: --out" in res.output and "--overwrite" in res.output, res.output
+    res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "s"), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert AutoConfig.from_pretrained(tmp_path / "s").num_hidden_layers == 1
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "mine"), "--overwrite"])
+    assert res.exit_code != 0 and "is not an earlier edgedistill output" in res.output, res.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
 
 def test_perplexity_scores_only_the_answer_positions(tiny_llama):
     """perplexity() (logits only where scored) equals the NLL of the full logits at those positions."""

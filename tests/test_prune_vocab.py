@@ -27,13 +27,23 @@ SPM_CHAT = "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content
 
 def _spm_model(tmp_path: Path, keep_model_file: bool) -> Path:
     """A tiny gemma3 model with a SentencePiece BPE tokenizer (byte fallback), as Gemma's."""
+    import shutil
+
+    from tokenizers import AddedToken
     from transformers import GemmaTokenizerFast
 
     gemma_style_spm(tmp_path / "tokenizer.model", add_dummy_prefix=False)
-    tok = GemmaTokenizerFast(vocab_file=str(tmp_path / "tokenizer.model"))
+    # transformers 5: vocab_file= builds an empty tokenizer, and BOS is added only when asked for
+    tok = GemmaTokenizerFast.from_pretrained(str(tmp_path), add_bos_token=True)
+    # the turn markers are special in the real Gemma 3 tokenizer (and llama.cpp forces <end_of_turn> to
+    # CONTROL); transformers 5 converts SentencePiece user-defined symbols as non-special
+    tok.add_tokens([AddedToken(m, special=True, normalized=False) for m in ("<start_of_turn>", "<end_of_turn>")],
+                   special_tokens=True)
     tok.chat_template = SPM_CHAT
     model = build_tiny_model("gemma3", tmp_path / "spm-model", tokenizer=tok, hidden_size=32)
-    if not keep_model_file:
+    if keep_model_file:  # transformers 5's save_pretrained writes tokenizer.json only
+        shutil.copy2(tmp_path / "tokenizer.model", model / "tokenizer.model")
+    else:
         (model / "tokenizer.model").unlink(missing_ok=True)
     return model
 
@@ -221,13 +231,32 @@ def test_without_merge_intermediates_segmentation_would_change(teachers, tmp_pat
     assert not (tmp_path / "bad").exists()
 
 
+def _unigram_fast_tokenizer(model_bytes: bytes):
+    """A Unigram tokenizer.json for a Unigram SentencePiece model, BOS added as Llama's. (transformers 5's
+    LlamaTokenizer always builds a BPE model, whatever the SentencePiece file's type.)"""
+    from sentencepiece import sentencepiece_model_pb2 as spm_pb2
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import SpmConverter
+
+    proto = spm_pb2.ModelProto()
+    proto.ParseFromString(model_bytes)
+    backend = SpmConverter.build_tokenizer_from_spm_proto(proto, [(p.piece, p.score) for p in proto.pieces])
+    assert type(backend.model).__name__ == "Unigram"
+    bos = proto.pieces[proto.trainer_spec.bos_id].piece
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, proto.trainer_spec.bos_id)])
+    names = {"bos_token": "bos_id", "eos_token": "eos_id", "unk_token": "unk_id", "pad_token": "pad_id"}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, **{k: proto.pieces[getattr(proto.trainer_spec, v)].piece for k, v in names.items()})
+
+
 def test_unigram_sentencepiece_keeps_only_the_used_pieces(tmp_path):
     """Unigram: the teacher's best path over a subset that still holds its pieces is unchanged, so no
     intermediates are kept; ids map, any text round-trips, tokenizer.model agrees."""
     import io
 
     import sentencepiece as spm
-    from transformers import LlamaTokenizerFast
 
     from edgedistill.gguf_import.probe_strings import probe_strings
 
@@ -237,8 +266,9 @@ def test_unigram_sentencepiece_keeps_only_the_used_pieces(tmp_path):
         model_type="unigram", byte_fallback=True, character_coverage=1.0, minloglevel=2,
         pad_id=0, eos_id=1, bos_id=2, unk_id=3)
     (tmp_path / "tokenizer.model").write_bytes(buf.getvalue())
-    tok = LlamaTokenizerFast(vocab_file=str(tmp_path / "tokenizer.model"), legacy=False, from_slow=True)
+    tok = _unigram_fast_tokenizer(buf.getvalue())
     teacher = build_tiny_model("llama", tmp_path / "teacher", tokenizer=tok)
+    (teacher / "tokenizer.model").write_bytes(buf.getvalue())  # transformers 5 saves tokenizer.json only
     report = prune_vocabulary(teacher, list(CALIBRATION), tmp_path / "student")
     assert report.merge_intermediates == 0 and report.kept < len(tok)
     t_tok, s_tok = _toks(teacher, tmp_path / "student")
@@ -252,3 +282,19 @@ def test_unigram_sentencepiece_keeps_only_the_used_pieces(tmp_path):
     s_sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "student" / "tokenizer.model"))
     for text in CALIBRATION:
         assert [m[i] for i in s_sp.encode(text)] == t_sp.encode(text)
+
+
+def test_byte_fallback_without_the_byte_tokens_is_refused(teachers, tmp_path):
+    """A byte-fallback tokenizer that lacks <0xNN> tokens (e.g. an empty conversion) cannot keep the
+    round-trip promise, and its GGUF would abort llama.cpp: refused, nothing written."""
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teachers["spm-json-only"], teacher)
+    tj = json.loads((teacher / "tokenizer.json").read_text(encoding="utf-8"))
+    tj["model"]["vocab"] = {(f"<b{t[3:]}" if t in ("<0x41>", "<0x42>") else t): i
+                            for t, i in tj["model"]["vocab"].items()}
+    (teacher / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ConfigError, match="holds only 254 of the 256 <0x00>..<0xFF> byte tokens"):
+        prune_vocabulary(teacher, list(CALIBRATION), tmp_path / "s")
+    assert not (tmp_path / "s").exists()

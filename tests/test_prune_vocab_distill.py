@@ -112,3 +112,30 @@ def test_prune_cli_vocab_data_end_to_end(tmp_path, setup):
     assert res.exit_code == 2
     assert "\nerror: vocab_size=5 is smaller than the" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_vocabulary_keeps_every_record_not_only_the_measured_ones(tmp_path, setup):
+    """calibration_records limits the activation statistics; the student trains on every record, so
+    the vocabulary step keeps every record's tokens."""
+    from transformers import AutoTokenizer
+
+    from edgedistill.prune import PruneConfig, prune
+    from edgedistill.testing.tiny import CORPUS
+    from edgedistill.vocab_map import load_vocab_map
+
+    teacher = setup[0]
+    answers = list(CORPUS[:6])  # prose, code, digits: each answer has words the others lack
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"id": str(i), "prompt": PROMPTS[i], "response": a}) + "\n"
+                            for i, a in enumerate(answers)))
+    report = prune(PruneConfig(teacher=str(teacher), data=str(data), out=str(tmp_path / "s"), vocab="data",
+                               calibration_records=1), log=lambda s: None)
+    assert report.calibration_records == 1
+    t_tok, s_tok = AutoTokenizer.from_pretrained(teacher), AutoTokenizer.from_pretrained(tmp_path / "s")
+    m = load_vocab_map(tmp_path / "s").student_to_teacher
+    for text in answers:
+        assert [m[i] for i in s_tok(text).input_ids] == t_tok(text).input_ids, text
+    # the first record alone would not have kept them: the check above can fail
+    prune_vocabulary(teacher, [answers[0]], tmp_path / "first")
+    kept_first = set(load_vocab_map(tmp_path / "first").student_to_teacher)
+    assert any(not set(t_tok(a, add_special_tokens=False).input_ids) <= kept_first for a in answers[1:])

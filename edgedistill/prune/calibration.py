@@ -22,8 +22,8 @@ from edgedistill.prune.importance import CalibSequence
 from edgedistill.tasks import TASKS, render_plain
 
 
-def load_calibration(path: str | Path, task: str, limit: int) -> list[Example]:
-    """The first ``limit`` calibration examples (``response`` is empty for prompts-only data)."""
+def load_calibration(path: str | Path, task: str, limit: int | None) -> list[Example]:
+    """The first ``limit`` calibration examples, all with None (``response`` is empty for prompts-only data)."""
     path = Path(path)
     if path.suffix == ".jsonl" and path.is_file():
         try:

@@ -46,9 +46,13 @@ class PruneConfig:
         "help": "full: keep the teacher's vocabulary; data: keep the tokens the calibration data need."})
     vocab_size: int | None = field(default=None, metadata={
         "help": "With vocab=data: cap the vocabulary at N tokens (most frequent first)."})
-    calibration_records: int = field(default=64, metadata={"help": "Calibration records used (the first N)."})
+    calibration_records: int = field(default=64, metadata={
+        "help": "Calibration records measured for the rankings and perplexities (the first N); vocab=data "
+                "keeps the tokens of every record."})
     max_length: int = field(default=256, metadata={"help": "Longest calibration sequence in tokens."})
     seed: int = field(default=0, metadata={"help": "Random seed (ties in the rankings are broken by index)."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace an earlier prune output in out (a directory holding prune.json)."})
 
     def __post_init__(self):
         require(bool(self.teacher), "teacher", "give the teacher (HF directory, .gguf file or package:NAME)")

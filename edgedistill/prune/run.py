@@ -132,9 +132,10 @@ def prune(cfg: PruneConfig, log=print) -> PruneReport:
     rule = rule_for(tcfg) if cfg.prunes_width else None
     plan = plan_for(tcfg, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
                     cfg.num_key_value_heads) if rule else None
-    # activation statistics need a sample; the vocabulary needs every record the student will train on
-    all_examples = calibration.load_calibration(cfg.data, cfg.task, None)
-    examples = all_examples[:cfg.calibration_records]
+    # the vocabulary step reads every record (the student trains on all of them); the activation
+    # statistics and perplexities only the first calibration_records
+    every = calibration.load_calibration(cfg.data, cfg.task, None if cfg.vocab == "data" else cfg.calibration_records)
+    examples = every[:cfg.calibration_records]
     seqs = calibration.tokenize_calibration(tok, examples, cfg.max_length)
     log(f"measuring the teacher on {len(seqs)} calibration sequences ...")
     from edgedistill.prune.width import WIDTH_RULES, WidthRule
@@ -167,20 +168,20 @@ def prune(cfg: PruneConfig, log=print) -> PruneReport:
         perplexity_scored_on="answers" if any(ex.response for ex in examples) else "every token",
         layers_kept=keep, layer_scores=[round(s, 6) for s in acts.block_influence], heads_kept=heads,
         calibration_records=len(seqs), calibration_tokens=acts.tokens, settings=asdict(cfg))
-    _write(cfg, student, tok, examples, all_examples, report, log)
+    _write(cfg, student, tok, examples, report, log, vocab_examples=every)
     report.seconds = round(time.perf_counter() - started, 1)
     atomic_write_json(Path(cfg.out) / REPORT_FILE, report.to_dict())
     return report
 
 
-def _write(cfg: PruneConfig, student, tok, examples, all_examples, report: PruneReport, log) -> None:
-    """Save the student into ``cfg.out`` atomically (trimming the vocabulary last when asked), measure
-    it as saved and fill in the report's 'after' fields."""
+def _write(cfg: PruneConfig, student, tok, examples, report: PruneReport, log, vocab_examples=None) -> None:
+    """Save the student into ``cfg.out`` atomically (trimming the vocabulary last when asked, to the
+    texts of ``vocab_examples``), measure it as saved and fill in the report's 'after' fields."""
     from edgedistill.models import load_causal_lm
     from edgedistill.prune import calibration, importance
 
     out = Path(cfg.out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, cfg.overwrite, made_by=(REPORT_FILE,)) as tmp:
         if cfg.vocab == "data":
             stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".stage", dir=out.parent))
             try:
@@ -188,9 +189,9 @@ def _write(cfg: PruneConfig, student, tok, examples, all_examples, report: Prune
                 tok.save_pretrained(stage)
                 prune_vocabulary = _vocabulary_step()
 
-                log("trimming the vocabulary to the calibration data ...")
-                vocab_report = prune_vocabulary(stage, calibration.calibration_texts(tok, all_examples), tmp,
-                                                vocab_size=cfg.vocab_size)
+                texts = calibration.calibration_texts(tok, vocab_examples if vocab_examples is not None else examples)
+                log(f"trimming the vocabulary to the {len(texts)} calibration records' texts ...")
+                vocab_report = prune_vocabulary(stage, texts, tmp, vocab_size=cfg.vocab_size)
                 report.vocab = vocab_report.to_dict()
             finally:
                 shutil.rmtree(stage, ignore_errors=True)

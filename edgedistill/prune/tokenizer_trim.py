@@ -117,7 +117,15 @@ def byte_ids(tj: dict) -> set[int]:
     vocab = base_vocab(tj)
     model = tj["model"]
     if model.get("byte_fallback") or model["type"] == "Unigram":
-        return {i for t, i in vocab.items() if BYTE_TOKEN.fullmatch(t)}
+        found = {i for t, i in vocab.items() if BYTE_TOKEN.fullmatch(t)}
+        n_bytes = len({t.upper() for t in vocab if BYTE_TOKEN.fullmatch(t)})
+        if model.get("byte_fallback") and n_bytes < 256:
+            # the promise "any text stays encodable" would not hold, and llama.cpp aborts the whole
+            # process on a byte it has no <0xNN> token for
+            raise ConfigError(f"tokenizer.json: byte_fallback is on but the vocabulary holds only {n_bytes} of the "
+                              "256 <0x00>..<0xFF> byte tokens; text outside the kept tokens could not be encoded",
+                              hint="check the teacher's tokenizer.json (an empty or partial conversion?)")
+        return found
     from tokenizers import pre_tokenizers
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
