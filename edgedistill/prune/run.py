@@ -180,7 +180,9 @@ def _write(cfg: PruneConfig, student, tok, examples, all_examples, report: Prune
     from edgedistill.prune import calibration, importance
 
     out = Path(cfg.out)
-    with atomic_dir(out) as tmp:
+    # replaces an earlier prune output (it holds prune.json: a recipe rerun with new settings), never a
+    # directory of other files (atomic_dir refuses those)
+    with atomic_dir(out, overwrite=True, made_by=(REPORT_FILE,)) as tmp:
         if cfg.vocab == "data":
             stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".stage", dir=out.parent))
             try:
