@@ -21,6 +21,7 @@ non-padding input tokens (prompt + response) of the measured steps (after warm-u
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -189,12 +190,15 @@ def run_trl_gkd(spec: dict) -> dict:
             sync()
             times.append(time.perf_counter() - self.t0)
 
+    # transformers 5 dropped warmup_ratio: a float warmup_steps below 1 is the ratio there
+    ratio = ({"warmup_ratio": 0.03} if "warmup_ratio" in {f.name for f in dataclasses.fields(GKDConfig)}
+             else {"warmup_steps": 0.03})
     args = GKDConfig(output_dir=str(Path(c["out"])), per_device_train_batch_size=c["batch_size"],
                      learning_rate=c["learning_rate"], max_steps=c["max_steps"], lmbda=0.0, beta=0.0,
                      temperature=1.0, use_cpu=c.get("cpu", True), report_to=[], logging_steps=1,
                      save_strategy="no", max_length=c.get("max_length", 1024),
                      bf16=c.get("mixed_precision") == "bf16", fp16=False, lr_scheduler_type="cosine",
-                     warmup_ratio=0.03, dataloader_num_workers=0, seed=0)
+                     dataloader_num_workers=0, seed=0, **ratio)
     trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=ds, processing_class=tok,
                          data_collator=collator, callbacks=[Timer()])
     trainer.train()
