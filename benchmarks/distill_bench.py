@@ -60,6 +60,40 @@ def word_tokenizer(vocab_size: int):
     return fast
 
 
+def letter_words(vocab_size: int) -> list[str]:
+    """Two-letter words that :func:`bpe_word_tokenizer` makes single tokens, as many as ``vocab_size`` holds."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    room = (vocab_size - 8 - 256 - len(letters)) // 2  # specials, bytes, "Ġa".."Ġz"; each word with and without Ġ
+    return [a + b for a in letters for b in letters][:room]
+
+
+def bpe_word_tokenizer(vocab_size: int):
+    """A byte-level BPE in which every :func:`letter_words` word is one token (with or without its leading
+    space), chat template included. transformers 5 loads a qwen2 directory's tokenizer as ``Qwen2Tokenizer``
+    whatever it was saved as, rebuilding a BPE from tokenizer.json's vocab and merges: a WordLevel
+    vocabulary loses every word there, so qwen2 pairs need words that merges produce."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from edgedistill.testing.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
+
+    words = letter_words(vocab_size)
+    tokens = [*SPECIAL_TOKENS, *sorted(pre_tokenizers.ByteLevel.alphabet()),
+              *(f"Ġ{c}" for c in sorted({w[0] for w in words})), *(f"Ġ{w}" for w in words), *words]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+    # rank order matters: "Ġ"+first letter, then that + second letter, then bare pairs
+    merges = ([("Ġ", c) for c in sorted({w[0] for w in words})] + [(f"Ġ{w[0]}", w[1]) for w in words]
+              + [(w[0], w[1]) for w in words])
+    tok = Tokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<|end|>", pad_token="<pad>",
+                                   unk_token="<unk>",
+                                   additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>", "</s>"])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
 def build_fixtures(root: Path, vocab: int, student_shape: dict, teacher_shape: dict, arch: str, n_examples: int,
                    prompt_words: int, response_words: int) -> dict:
     from edgedistill.testing.tiny import build_tiny_model
@@ -74,14 +108,16 @@ def build_fixtures(root: Path, vocab: int, student_shape: dict, teacher_shape: d
     return {k: str(v) for k, v in paths.items()}
 
 
-def write_word_data(path: Path, vocab: int, n_examples: int, prompt_words: int, response_words: int) -> None:
-    """Random prompts and responses of ``word_tokenizer`` words: one token per word, so lengths are exact."""
+def write_word_data(path: Path, vocab: int, n_examples: int, prompt_words: int, response_words: int,
+                    words: list[str] | None = None) -> None:
+    """Random prompts and responses of ``word_tokenizer`` words (or ``words``): one token per word, so
+    lengths are exact."""
     rng = random.Random(0)
-    n_words = vocab - 8
+    words = words or [f"w{i}" for i in range(vocab - 8)]
     with open(path, "w") as fh:
         for i in range(n_examples):
-            prompt = " ".join(f"w{rng.randrange(n_words)}" for _ in range(prompt_words))
-            response = " ".join(f"w{rng.randrange(n_words)}" for _ in range(response_words))
+            prompt = " ".join(rng.choice(words) for _ in range(prompt_words))
+            response = " ".join(rng.choice(words) for _ in range(response_words))
             fh.write(json.dumps({"id": str(i), "messages": [{"role": "user", "content": prompt}], "prompt": prompt,
                                  "response": response, "flags": []}) + "\n")
 
