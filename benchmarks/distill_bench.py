@@ -44,15 +44,23 @@ def word_tokenizer(vocab_size: int):
     """A word-level tokenizer with exactly ``vocab_size`` tokens (w0, w1, ...), chat template included,
     so the models' vocabularies are real tokens end to end."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
-    from edgedistill.testing.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
+    from edgedistill.testing.tiny import SPECIAL_TOKENS
 
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
     for i in range(vocab_size - len(vocab)):
         vocab[f"w{i}"] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return _with_chat_template(tok)
+
+
+def _with_chat_template(tok):
+    """The transformers tokenizer of a ``tokenizers.Tokenizer``: the tiny models' special tokens and chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    from edgedistill.testing.tiny import CHAT_TEMPLATE
+
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<|end|>", pad_token="<pad>",
                                    unk_token="<unk>",
                                    additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>", "</s>"])
@@ -73,9 +81,8 @@ def bpe_word_tokenizer(vocab_size: int):
     whatever it was saved as, rebuilding a BPE from tokenizer.json's vocab and merges: a WordLevel
     vocabulary loses every word there, so qwen2 pairs need words that merges produce."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
-    from edgedistill.testing.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
+    from edgedistill.testing.tiny import SPECIAL_TOKENS
 
     words = letter_words(vocab_size)
     tokens = [*SPECIAL_TOKENS, *sorted(pre_tokenizers.ByteLevel.alphabet()),
@@ -87,11 +94,7 @@ def bpe_word_tokenizer(vocab_size: int):
     tok = Tokenizer(models.BPE(vocab, merges))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<|end|>", pad_token="<pad>",
-                                   unk_token="<unk>",
-                                   additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>", "</s>"])
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return _with_chat_template(tok)
 
 
 def build_fixtures(root: Path, vocab: int, student_shape: dict, teacher_shape: dict, arch: str, n_examples: int,
