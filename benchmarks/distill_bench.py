@@ -21,6 +21,7 @@ non-padding input tokens (prompt + response) of the measured steps (after warm-u
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -43,20 +44,57 @@ def word_tokenizer(vocab_size: int):
     """A word-level tokenizer with exactly ``vocab_size`` tokens (w0, w1, ...), chat template included,
     so the models' vocabularies are real tokens end to end."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
-    from edgedistill.testing.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS
+    from edgedistill.testing.tiny import SPECIAL_TOKENS
 
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
     for i in range(vocab_size - len(vocab)):
         vocab[f"w{i}"] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return _with_chat_template(tok)
+
+
+def _with_chat_template(tok):
+    """The transformers tokenizer of a ``tokenizers.Tokenizer``: the tiny models' special tokens and chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    from edgedistill.testing.tiny import CHAT_TEMPLATE
+
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<|end|>", pad_token="<pad>",
                                    unk_token="<unk>",
                                    additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>", "</s>"])
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def letter_words(vocab_size: int) -> list[str]:
+    """Two-letter words that :func:`bpe_word_tokenizer` makes single tokens, as many as ``vocab_size`` holds."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    room = (vocab_size - 8 - 256 - len(letters)) // 2  # specials, bytes, "Ġa".."Ġz"; each word with and without Ġ
+    return [a + b for a in letters for b in letters][:room]
+
+
+def bpe_word_tokenizer(vocab_size: int):
+    """A byte-level BPE in which every :func:`letter_words` word is one token (with or without its leading
+    space), chat template included. transformers 5 loads a qwen2 directory's tokenizer as ``Qwen2Tokenizer``
+    whatever it was saved as, rebuilding a BPE from tokenizer.json's vocab and merges: a WordLevel
+    vocabulary loses every word there, so qwen2 pairs need words that merges produce."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from edgedistill.testing.tiny import SPECIAL_TOKENS
+
+    words = letter_words(vocab_size)
+    tokens = [*SPECIAL_TOKENS, *sorted(pre_tokenizers.ByteLevel.alphabet()),
+              *(f"Ġ{c}" for c in sorted({w[0] for w in words})), *(f"Ġ{w}" for w in words), *words]
+    vocab = {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+    # rank order matters: "Ġ"+first letter, then that + second letter, then bare pairs
+    merges = ([("Ġ", c) for c in sorted({w[0] for w in words})] + [(f"Ġ{w[0]}", w[1]) for w in words]
+              + [(w[0], w[1]) for w in words])
+    tok = Tokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return _with_chat_template(tok)
 
 
 def build_fixtures(root: Path, vocab: int, student_shape: dict, teacher_shape: dict, arch: str, n_examples: int,
@@ -73,14 +111,16 @@ def build_fixtures(root: Path, vocab: int, student_shape: dict, teacher_shape: d
     return {k: str(v) for k, v in paths.items()}
 
 
-def write_word_data(path: Path, vocab: int, n_examples: int, prompt_words: int, response_words: int) -> None:
-    """Random prompts and responses of ``word_tokenizer`` words: one token per word, so lengths are exact."""
+def write_word_data(path: Path, vocab: int, n_examples: int, prompt_words: int, response_words: int,
+                    words: list[str] | None = None) -> None:
+    """Random prompts and responses of ``word_tokenizer`` words (or ``words``): one token per word, so
+    lengths are exact."""
     rng = random.Random(0)
-    n_words = vocab - 8
+    words = words or [f"w{i}" for i in range(vocab - 8)]
     with open(path, "w") as fh:
         for i in range(n_examples):
-            prompt = " ".join(f"w{rng.randrange(n_words)}" for _ in range(prompt_words))
-            response = " ".join(f"w{rng.randrange(n_words)}" for _ in range(response_words))
+            prompt = " ".join(rng.choice(words) for _ in range(prompt_words))
+            response = " ".join(rng.choice(words) for _ in range(response_words))
             fh.write(json.dumps({"id": str(i), "messages": [{"role": "user", "content": prompt}], "prompt": prompt,
                                  "response": response, "flags": []}) + "\n")
 
@@ -189,12 +229,15 @@ def run_trl_gkd(spec: dict) -> dict:
             sync()
             times.append(time.perf_counter() - self.t0)
 
+    # transformers 5 dropped warmup_ratio: a float warmup_steps below 1 is the ratio there
+    ratio = ({"warmup_ratio": 0.03} if "warmup_ratio" in {f.name for f in dataclasses.fields(GKDConfig)}
+             else {"warmup_steps": 0.03})
     args = GKDConfig(output_dir=str(Path(c["out"])), per_device_train_batch_size=c["batch_size"],
                      learning_rate=c["learning_rate"], max_steps=c["max_steps"], lmbda=0.0, beta=0.0,
                      temperature=1.0, use_cpu=c.get("cpu", True), report_to=[], logging_steps=1,
                      save_strategy="no", max_length=c.get("max_length", 1024),
                      bf16=c.get("mixed_precision") == "bf16", fp16=False, lr_scheduler_type="cosine",
-                     warmup_ratio=0.03, dataloader_num_workers=0, seed=0)
+                     dataloader_num_workers=0, seed=0, **ratio)
     trainer = GKDTrainer(model=student, teacher_model=teacher, args=args, train_dataset=ds, processing_class=tok,
                          data_collator=collator, callbacks=[Timer()])
     trainer.train()

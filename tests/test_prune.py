@@ -313,3 +313,18 @@ def test_vocab_data_calls_the_vocabulary_step_last(teachers, calib, tmp_path, mo
     assert report.vocab == {"kept": 123}
     assert json.loads((tmp_path / "s" / "prune.json").read_text())["vocab"] == {"kept": 123}
     assert not list(tmp_path.glob(".s.*")), "no staging directory is left behind"
+
+
+def test_out_replaces_an_earlier_prune_output_and_refuses_other_directories(teachers, calib, tmp_path):
+    from edgedistill.errors import EdgeDistillError
+
+    cfg = dict(teacher=str(teachers("llama", False)), data=str(calib), out=str(tmp_path / "s"))
+    prune(PruneConfig(**cfg, num_layers=3), log=lambda s: None)
+    prune(PruneConfig(**cfg, num_layers=2, overwrite=True), log=lambda s: None)  # its own output: replaced
+    assert AutoConfig.from_pretrained(tmp_path / "s").num_hidden_layers == 2
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(EdgeDistillError, match="not empty"):
+        prune(PruneConfig(**{**cfg, "out": str(mine)}, num_layers=2, overwrite=True), log=lambda s: None)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]

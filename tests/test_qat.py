@@ -76,8 +76,15 @@ def test_onnx_int4_grid_equals_matmulnbits_weights(qwen, tmp_path):
     model = onnx.load(str(tmp_path / "model.onnx"))
     inits = {i.name: i for i in model.graph.initializer}
     grid = GRIDS["onnx"]["int4"]
-    expected = [fake_quantize(w, grid).numpy() for w in _hf_linears(qwen).values()]
-    matched = 0
+    fq = {name: fake_quantize(w, grid).numpy() for name, w in _hf_linears(qwen).items()}
+    # the onnxruntime-genai builder fuses each layer's q/k/v into one qkv_proj MatMulNBits (rows stacked);
+    # int4 blocks run along a row, so the fused weight must equal the stacked fake-quantized ones
+    expected = {(name,): w for name, w in fq.items()}
+    for name in fq:
+        if name.endswith(".q_proj"):
+            qkv = tuple(name[: -len("q_proj")] + p for p in ("q_proj", "k_proj", "v_proj"))
+            expected[qkv] = np.concatenate([fq[p] for p in qkv])
+    covered = set()
     for node in model.graph.node:
         if node.op_type != "MatMulNBits" or "lm_head" in node.name:  # QAT leaves the LM head alone
             continue
@@ -87,12 +94,13 @@ def test_onnx_int4_grid_equals_matmulnbits_weights(qwen, tmp_path):
         scales = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32).reshape(n, -1)
         q = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(n, -1)[:, :k].astype(np.float32)
         w = ((q - 8) * np.repeat(scales, bs, axis=1)[:, :k])
-        if any(e.shape == w.shape and np.array_equal(e, w) for e in expected):
-            matched += 1
+        equal = [names for names, e in expected.items() if e.shape == w.shape and np.array_equal(e, w)]
+        if equal:
+            covered.update(equal[0])
         else:
-            close = min((np.abs(e - w).max() for e in expected if e.shape == w.shape), default=None)
+            close = min((np.abs(e - w).max() for e in expected.values() if e.shape == w.shape), default=None)
             pytest.fail(f"MatMulNBits {node.name}: no fake-quantized weight equals it (nearest max diff {close})")
-    assert matched >= 7 * 2
+    assert covered == set(fq)  # every q,k,v,o,gate,up,down of both layers, fused or not
 
 
 def test_straight_through_gradient_and_forward():

@@ -55,13 +55,14 @@ def prepare_pair(spec: dict) -> dict:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from distill_bench import word_tokenizer, write_word_data
+    from distill_bench import bpe_word_tokenizer, letter_words, word_tokenizer, write_word_data
 
     root = Path(spec["root"])
     teacher_cfg, student_cfg = spec["teacher"], spec["student"]
     vocab = teacher_cfg["vocab_size"]
+    qwen2 = teacher_cfg["model_type"] == "qwen2"  # transformers 5 reloads these as Qwen2Tokenizer (BPE)
     if not (root / "student" / "config.json").exists():
-        tok = word_tokenizer(vocab)
+        tok = bpe_word_tokenizer(vocab) if qwen2 else word_tokenizer(vocab)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         for name, cfg, seed in (("teacher", teacher_cfg, 1), ("student", student_cfg, 0)):
             kw = dict(cfg)
@@ -80,7 +81,7 @@ def prepare_pair(spec: dict) -> dict:
         path = root / f"data-{seq}.jsonl"
         # chat template + BOS/EOS add 6 tokens; the rest is prompt (1/8) and response words
         prompt = max(4, seq // 8)
-        write_word_data(path, vocab, n, prompt, seq - prompt - 8)
+        write_word_data(path, vocab, n, prompt, seq - prompt - 8, words=letter_words(vocab) if qwen2 else None)
         data[str(seq)] = str(path)
     return {"student": str(root / "student"), "teacher": str(root / "teacher"), "data": data}
 

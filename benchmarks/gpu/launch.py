@@ -31,9 +31,9 @@ sys.path.insert(0, str(HERE))
 from boxed import run_boxed  # noqa: E402
 
 OUTPUT_FILES = {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
-                "tokenizer_config.json", "special_tokens_map.json", "train_log.jsonl", "distill_config.json",
-                "distill_summary.json"}
-"""What `distill` writes on a CPU (tests/test_distill_train.py checks the same list there)."""
+                "tokenizer_config.json", "train_log.jsonl", "distill_config.json", "distill_summary.json"}
+"""What `distill` writes on a CPU (tests/test_distill_train.py checks the same list there); transformers 5
+writes no special_tokens_map.json (the special tokens live in tokenizer_config.json)."""
 CHECKPOINT_KEYS = {"config", "model", "optimizer", "scheduler", "rng", "step"}
 MAX_STEPS, STOP_AT = 4, 2
 
@@ -64,14 +64,21 @@ def _tensor_format(state: dict) -> dict:
 
 
 def check_checkpoint(ckpt: Path, student_dir: str) -> dict:
-    """The checkpoint loads without CUDA (map_location='cpu') and holds the student's tensors as fp32."""
+    """The checkpoint loads without CUDA through the library's own loader (train_state.pt read with
+    weights_only=True, rng.json, meta.json) and holds the student's tensors as fp32."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+    from edgedistill.distill.checkpoint import load_newest_checkpoint
+    from edgedistill.errors import EdgeDistillError
+
+    try:
+        found, state = load_newest_checkpoint(ckpt.parent.parent)  # <work>/checkpoints/step-NNNNNNN
+    except EdgeDistillError as exc:
+        return {"path": str(ckpt), "ok": False, "problems": [str(exc)], "n_tensors": 0, "rng_keys": None}
     want = _tensor_format(AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32).state_dict())
     got = _tensor_format(state["model"])
-    problems = []
+    problems = [] if found == ckpt else [f"the newest checkpoint that loads is {found}, not {ckpt}"]
     if set(state) != CHECKPOINT_KEYS:
         problems.append(f"keys {sorted(state)} != {sorted(CHECKPOINT_KEYS)}")
     if got != want:

@@ -31,7 +31,6 @@ from edgedistill.export.formats import FORMATS
 from edgedistill.export.source import SourceModel
 
 MB = 2**20
-FORMAT_RUNTIME_OF = {"gguf": "llama.cpp", "onnx": "onnxruntime", "ort-genai": "ort-genai"}
 
 
 @dataclass(frozen=True)
@@ -136,13 +135,15 @@ def candidates_for(source: SourceModel, profile) -> list[Candidate]:
 
 
 def _predicted_decode(config: dict, fmt: str, quant: str, profile, context: int) -> float | None:
-    """The same prediction `edgedistill plan` prints; None where the profile lacks what it needs."""
+    """The same prediction `edgedistill plan` prints; None where the profile lacks what it needs or the
+    format's runtime has no speed calibration (e.g. hf/torch)."""
+    from edgedistill.artifacts import FORMAT_RUNTIME
     from edgedistill.bench.plan import shape_from_config
     from edgedistill.bench.predict import predict_speed
 
     try:
         shape, _ = shape_from_config(config, fmt, quant, "model config")
-        return predict_speed(shape, profile, runtime=FORMAT_RUNTIME_OF[fmt], context=context).predicted_decode_tok_s
+        return predict_speed(shape, profile, runtime=FORMAT_RUNTIME[fmt], context=context).predicted_decode_tok_s
     except EdgeDistillError:
         return None
 
