@@ -41,3 +41,13 @@ def tiny_llama(tiny_model_factory):
 @pytest.fixture(scope="session", params=sorted(ARCHITECTURES))
 def tiny_any_arch(request, tiny_model_factory):
     return request.param, tiny_model_factory(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_gguf(tiny_model_factory, tmp_path_factory):
+    """The tiny llama written as an f16 GGUF file (llama.cpp runtime and GGUF-teacher tests)."""
+    from edgedistill.export.gguf import write_gguf
+
+    path = tmp_path_factory.mktemp("tiny-llama-gguf") / "model.gguf"
+    write_gguf(tiny_model_factory("llama"), path, "f16")
+    return path

@@ -7,16 +7,13 @@ import pytest
 
 from edgedistill.artifacts import detect_artifact
 from edgedistill.errors import EdgeDistillError
-from edgedistill.export.gguf import write_gguf
 from edgedistill.runtimes import open_runtime
 from edgedistill.runtimes.llamacpp_runtime import LlamaCppRuntime
 
 
 @pytest.fixture(scope="module")
-def llama_gguf(tiny_model_factory, tmp_path_factory):
-    path = tmp_path_factory.mktemp("rt") / "model.gguf"
-    write_gguf(tiny_model_factory("llama"), path, "f16")
-    return path
+def llama_gguf(tiny_llama_gguf):
+    return tiny_llama_gguf
 
 
 def test_open_runtime_picks_llamacpp(llama_gguf):

@@ -108,12 +108,8 @@ def test_hf_teacher_logprobs_end_with_the_stop_token(tiny_llama):
 
 
 @pytest.fixture(scope="module")
-def tiny_gguf(tiny_model_factory, tmp_path_factory):
-    from edgedistill.export.gguf import write_gguf
-
-    path = tmp_path_factory.mktemp("stop-gguf") / "teacher.gguf"
-    write_gguf(tiny_model_factory("llama"), path, "f16")
-    return path
+def tiny_gguf(tiny_llama_gguf):
+    return tiny_llama_gguf
 
 
 def test_gguf_teacher_stops(tiny_gguf):
