@@ -17,9 +17,14 @@ from edgedistill.errors import EdgeDistillError
 
 def gguf_cache_dir(gguf_path: Path) -> Path:
     """Where the HF import of a GGUF file lives (override with EDGEDISTILL_CACHE)."""
+    import transformers
+
     root = Path(os.environ.get("EDGEDISTILL_CACHE", Path.home() / ".cache" / "edgedistill"))
     st = gguf_path.stat()
-    return root / "gguf-import" / f"{gguf_path.stem}-{st.st_size}-{int(st.st_mtime)}"
+    # the import's tokenizer files follow the transformers major version that wrote them (4.x and 5.x
+    # save and reload them differently): an upgrade imports again instead of reusing a 4.x import
+    major = transformers.__version__.split(".")[0]
+    return root / "gguf-import" / f"{gguf_path.stem}-{st.st_size}-{int(st.st_mtime)}-tf{major}"
 
 
 def resolve_model_dir(path: str | os.PathLike, what: str = "model") -> Path:
