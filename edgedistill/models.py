@@ -13,13 +13,14 @@ from pathlib import Path
 
 from edgedistill.atomic import file_lock
 from edgedistill.errors import EdgeDistillError
+from edgedistill.packaged_models import cache_root
 
 
 def gguf_cache_dir(gguf_path: Path) -> Path:
     """Where the HF import of a GGUF file lives (override with EDGEDISTILL_CACHE)."""
     import transformers
 
-    root = Path(os.environ.get("EDGEDISTILL_CACHE", Path.home() / ".cache" / "edgedistill"))
+    root = cache_root()
     st = gguf_path.stat()
     # the import's tokenizer files follow the transformers major version that wrote them (4.x and 5.x
     # save and reload them differently): an upgrade imports again instead of reusing a 4.x import

@@ -35,6 +35,7 @@ from typing import Any
 
 from edgedistill.artifacts import FORMAT_RUNTIME
 from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.packaged_models import cache_root
 
 FORMATS = ("gguf", "onnx", "ort-genai")
 RUNTIMES = ("llama.cpp", "onnxruntime", "ort-genai", "torch")
@@ -368,7 +369,7 @@ def _meminfo_mb(key: str) -> float | None:
 
 def cached_host_probe() -> dict | None:
     """The host bandwidth/GFLOP/s probe result cached by ``edgedistill.bench.bandwidth``, if any."""
-    path = Path(os.environ.get("EDGEDISTILL_CACHE", Path.home() / ".cache" / "edgedistill")) / "bandwidth.json"
+    path = cache_root() / "bandwidth.json"
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):

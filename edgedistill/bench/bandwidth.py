@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgedistill.atomic import atomic_write_json
+from edgedistill.packaged_models import cache_root
 
 
 def cache_path() -> Path:
-    return Path(os.environ.get("EDGEDISTILL_CACHE", Path.home() / ".cache" / "edgedistill")) / "bandwidth.json"
+    return cache_root() / "bandwidth.json"
 
 
 def _cpus() -> int:
