@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from edgedistill.atomic import read_jsonl_records
 from edgedistill.distill import DistillConfig, distill
+from edgedistill.distill.checkpoint import RNG_FILE, STATE_FILE
 
 DEVICE = os.environ.get("EDGEDISTILL_CUDA_TESTS_DEVICE", "cuda")
 pytestmark = [pytest.mark.cuda,
@@ -192,11 +193,11 @@ def test_resume_on_cuda_equals_uninterrupted_within_bf16_tolerance(pair, data, t
     distill(DistillConfig(out=str(tmp_path / "straight"), **common))
     first = distill(DistillConfig(out=str(tmp_path / "resumed"), stop_at_step=3, save_every=3, **common))
     assert not first.completed
-    state = torch.load(tmp_path / "resumed.work" / "checkpoints" / "step-0000003" / "state.pt", map_location="cpu",
-                       weights_only=False)
+    ckpt = tmp_path / "resumed.work" / "checkpoints" / "step-0000003"
+    state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
     assert {t.dtype for t in state["model"].values()} == {torch.float32}
     if DEVICE == "cuda":
-        assert "cuda" in state["rng"][0]  # the CUDA generator is restored on resume
+        assert "cuda" in json.loads((ckpt / RNG_FILE).read_text())[0]  # the CUDA generator is restored on resume
     second = distill(DistillConfig(out=str(tmp_path / "resumed"), resume=True, save_every=3, **common))
     assert second.completed and second.resumed_from_step == 3
     a, b = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
