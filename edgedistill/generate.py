@@ -53,6 +53,8 @@ class GenerateConfig:
         require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1, got {self.limit}")
         if self.sampling.stop is None:  # the task's default, recorded in every output line
             self.sampling.stop = list(TASKS.get(self.task).stop)
+        if self.sampling.plain_cue is None:  # likewise: distill and prune read it back from the records
+            self.sampling.plain_cue = TASKS.get(self.task).plain_cue
 
 
 @dataclass

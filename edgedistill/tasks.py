@@ -29,11 +29,22 @@ from edgedistill.registry import Registry
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
-def render_plain(messages: list[dict]) -> str:
+def render_plain(messages: list[dict], cue: str = "") -> str:
     """Prompt text for a model without a chat template (a base model): the turns' contents separated
-    by blank lines, ending in one. Teachers, distillation and evaluation all render with this, so a
-    student trains on exactly the prompt text it is later evaluated on."""
-    return "\n\n".join(m["content"] for m in messages) + "\n\n"
+    by blank lines, ending in one, then ``cue`` (the opening of the answer, e.g. ``"Summary: It"``: a
+    base model has no end-of-turn marker telling it an answer starts, so it tends to continue the
+    prompt instead). Teachers, distillation and evaluation all render with this, so a student trains on
+    exactly the prompt text it is later evaluated on."""
+    return "\n\n".join(m["content"] for m in messages) + "\n\n" + cue
+
+
+def record_plain_cue(record: dict, default: str = "") -> str:
+    """The cue a record's answer was generated after: ``generate`` records it in every line's
+    ``sampling``; a record without one (the user's own pairs, older runs) gets ``default``."""
+    sampling = record.get("sampling")
+    if isinstance(sampling, dict) and isinstance(sampling.get("plain_cue"), str):
+        return sampling["plain_cue"]
+    return default
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,9 @@ class Task:
     reference_normalizer: Callable[[str], str | None] | None = None
     #: default stop sequences: the answer ends before the first (``--stop`` overrides)
     stop: tuple[str, ...] = ()
+    #: default opening of the answer for models prompted as plain text (see :func:`render_plain`);
+    #: models with a chat template never see it (``--plain-cue`` overrides)
+    plain_cue: str = ""
 
     def build_messages(self, record: dict) -> list[dict]:
         """Chat messages for ``record``: its own ``messages`` as given, else the template applied."""
@@ -234,5 +248,10 @@ TASKS.register(
         # Gemma 3 270M wraps its one sentence like a docstring ("...a 4-character string into\na
         # 4-character sequence."), so a newline would cut it mid-sentence.
         stop=("\n\n",),
+        # Without a cue, Gemma 3 270M (base) copied the prompt's code instead of summarising it in
+        # 33 of 40 quickstart test prompts (ROUGE-L 18.5); after "Summary: It" it answered all 40 with
+        # a sentence ("returns the base64 encoded string of ...", ROUGE-L 32.4). Other cues tried on
+        # the same 40: "TL;DR:" 22.9, "Summary: The" 25.6, "Summary:" 0 (it answers with a blank line).
+        plain_cue="Summary: It",
     ),
 )

@@ -118,3 +118,25 @@ def test_without_chat_template_prompts_are_rendered_as_teacher_and_eval_render_t
     assert prompt_ids(tok, generated) == tok(PromptFormat(None, None, None).text(messages))["input_ids"]
     assert len(messages) > 1 or messages[0]["content"] != record["prompt"]  # the template really adds text
     assert prompt_ids(tok, plain) == tok("Two plus two?\n\n")["input_ids"]
+
+
+def test_the_cue_a_record_was_generated_after_is_part_of_its_prompt(tmp_path):
+    """generate records the cue in each line's sampling; the student trains on prompt + cue, exactly the
+    text eval asks with the same cue. Records without one (the user's own pairs) get none."""
+    from edgedistill.distill.data import prompt_ids
+    from edgedistill.eval.evaluate import PromptFormat
+    from edgedistill.tasks import render_plain
+    from edgedistill.testing.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    tok.chat_template = None
+    messages = [{"role": "user", "content": "Summarize: the cat sat on the mat."}]
+    path = write(tmp_path / "d.jsonl", [
+        {"id": "a", "messages": messages, "response": " sits.", "sampling": {"plain_cue": "Summary: It"}},
+        {"id": "b", "messages": messages, "response": "A cat sat."}])
+    cued, plain = load_examples(path).examples
+    assert (cued.plain_cue, plain.plain_cue) == ("Summary: It", "")
+    assert render_plain(messages, "Summary: It") == render_plain(messages) + "Summary: It"
+    assert prompt_ids(tok, cued) == tok(PromptFormat(None, None, None).text(messages, "Summary: It"))["input_ids"]
+    assert tok.decode(prompt_ids(tok, cued), skip_special_tokens=True).endswith("\n\nSummary: It")
+    assert prompt_ids(tok, plain) == tok(render_plain(messages))["input_ids"]

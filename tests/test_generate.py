@@ -59,7 +59,7 @@ def test_hf_teacher_end_to_end(tmp_path, tiny_llama):
         assert REQUIRED_KEYS <= set(rec)
         assert rec["task"] == "math" and rec["teacher"] == summary.teacher
         assert rec["sampling"] == {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 5, "seed": 0,
-                                   "top_logprobs": 2, "stop": []}  # math: no default stop
+                                   "top_logprobs": 2, "stop": [], "plain_cue": ""}  # math: no default stop or cue
         assert rec["messages"][-1]["role"] == "user"  # the prompt only, never the answer
         assert rec["prompt"] in rec["messages"][-1]["content"] and rec["prompt"].startswith("What is")
         assert rec["finish_reason"] in ("stop", "length")
@@ -68,6 +68,21 @@ def test_hf_teacher_end_to_end(tmp_path, tiny_llama):
         assert "answer" in rec
     assert summary.truncated == sum("truncated" in r["flags"] for r in recs)
     assert summary.empty == sum("empty" in r["flags"] for r in recs)
+
+
+def test_the_task_cue_is_recorded_in_every_line_and_can_be_overridden(tmp_path, tiny_llama):
+    """A summarization run records the cue its base-model teacher answered after; distill reads it back."""
+    from edgedistill.tasks import TASKS
+
+    def run(out, **sampling):
+        generate(GenerateConfig(data=str(write_prompts(tmp_path / "p.jsonl", 2)), out=str(tmp_path / out),
+                                teacher=TeacherConfig(path=str(tiny_llama)), task="summarization",
+                                sampling=SamplingConfig(max_new_tokens=2, **sampling), progress=False))
+        return [r["sampling"]["plain_cue"] for r in read_jsonl_records(tmp_path / out)]
+
+    assert TASKS.get("summarization").plain_cue
+    assert run("a.jsonl") == [TASKS.get("summarization").plain_cue] * 2
+    assert run("b.jsonl", plain_cue="") == ["", ""]
 
 
 def test_summary_counts_empty_truncated_and_errors(tmp_path, monkeypatch):

@@ -96,3 +96,25 @@ def test_nli_reference_normalisation(ref, expected):
 def test_unknown_task_lists_valid_names():
     with pytest.raises(EdgeDistillError, match="unknown task 'chat'; valid: conversation, math, nli, qa, summarization"):
         TASKS.get("chat")
+
+
+def test_record_plain_cue_reads_what_generate_recorded():
+    from edgedistill.tasks import record_plain_cue
+
+    assert record_plain_cue({"sampling": {"plain_cue": "Summary: It"}}) == "Summary: It"
+    assert record_plain_cue({"sampling": {"plain_cue": ""}}, default="X") == ""  # recorded as none: none
+    assert record_plain_cue({"prompt": "p"}, default="X") == "X"  # never generated: the caller's default
+    assert record_plain_cue({"sampling": "odd"}) == ""
+
+
+def test_only_summarization_has_a_default_cue_and_configs_take_it():
+    from edgedistill.errors import ConfigError
+    from edgedistill.eval.evaluate import EvalConfig
+    from edgedistill.teachers import SamplingConfig
+
+    assert {n for n in TASKS.names() if TASKS.get(n).plain_cue} == {"summarization"}
+    cfg = EvalConfig(models=["m"], data="d.jsonl", task="summarization")
+    assert cfg.plain_cue == TASKS.get("summarization").plain_cue
+    assert EvalConfig(models=["m"], data="d.jsonl", task="summarization", plain_cue="").plain_cue == ""
+    with pytest.raises(ConfigError, match="plain_cue"):
+        SamplingConfig(plain_cue=3)

@@ -112,6 +112,14 @@ def test_render_plain_without_chat_template(tiny_llama):
     teacher = load_teacher(TeacherConfig(path=str(tiny_llama)))
     teacher.tok.chat_template = None
     assert teacher.render([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]) == "S\n\nU\n\n"
+    assert teacher.render([{"role": "user", "content": "U"}], "Summary: It") == "U\n\nSummary: It"
+
+
+def test_a_chat_template_never_sees_the_plain_cue(tiny_llama):
+    teacher = load_teacher(TeacherConfig(path=str(tiny_llama)))
+    assert teacher.tok.chat_template
+    conv = [{"role": "user", "content": "U"}]
+    assert teacher.render(conv, "Summary: It") == teacher.render(conv) and "Summary" not in teacher.render(conv)
 
 
 # --- OpenAI-compatible transport -------------------------------------------------------------------

@@ -26,7 +26,7 @@ import torch
 
 from edgedistill.atomic import read_jsonl_records
 from edgedistill.errors import DataError, EdgeDistillError
-from edgedistill.tasks import render_plain
+from edgedistill.tasks import record_plain_cue, render_plain
 
 IGNORE = -100
 
@@ -39,6 +39,8 @@ class Example:
     messages: list[dict] | None
     prompt: str | None
     response: str
+    #: the cue the answer was generated after, when the prompt was plain text (see tasks.render_plain)
+    plain_cue: str = ""
 
 
 @dataclass
@@ -95,7 +97,7 @@ def _record_to_example(rec, path: Path, line: int) -> Example | None:
         raise DataError(f"{where}: 'prompt' and 'response' must be strings")
     if not response.strip():  # nothing to learn from; counted with the flagged-empty ones
         return None
-    return Example(id=rid, messages=messages, prompt=prompt, response=response)
+    return Example(id=rid, messages=messages, prompt=prompt, response=response, plain_cue=record_plain_cue(rec))
 
 
 def load_examples(path: str | Path) -> LoadedData:
@@ -136,7 +138,7 @@ def prompt_ids(tokenizer, ex: Example) -> list[int]:
         if isinstance(ids, Mapping):
             ids = ids["input_ids"]
         return list(ids)
-    return list(tokenizer(render_plain(messages))["input_ids"])
+    return list(tokenizer(render_plain(messages, ex.plain_cue))["input_ids"])
 
 
 def tokenize_examples(tokenizer, examples: list[Example], max_length: int) -> TokenizedData:

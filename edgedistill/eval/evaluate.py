@@ -64,6 +64,9 @@ class EvalConfig:
         "help": "Reference tokens scored per record for perplexity / agreement (longer ones are cut)."})
     stop: list[str] | None = field(default=None, metadata={
         "help": "Stop sequences: an output ends before the first one (None: the task's default; [] none)."})
+    plain_cue: str | None = field(default=None, metadata={
+        "help": "For models without a chat template: text after the prompt that opens the answer, as the "
+                "teacher's answers were generated after (None: the task's default; '' none)."})
     batch_size: int = field(default=8, metadata={
         "help": "Records decoded together by PyTorch models (left-padded greedy, checked equal to one at a "
                 "time); 1 decodes one record at a time and times it."})
@@ -95,6 +98,9 @@ class EvalConfig:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
         self.stop = list(TASKS.get(self.task).stop) if self.stop is None else list(self.stop)
+        if self.plain_cue is None:
+            self.plain_cue = TASKS.get(self.task).plain_cue
+        require(isinstance(self.plain_cue, str), "plain_cue", f"must be a string, got {self.plain_cue!r}")
         require(all(isinstance(x, str) and x for x in self.stop), "stop", "stop sequences must be non-empty strings")
         require(self.last_logits_perplexity in ("skip", "incremental"), "last_logits_perplexity",
                 f"{self.last_logits_perplexity!r} is not one of skip, incremental")
@@ -134,9 +140,10 @@ class PromptFormat:
         self._render = render
         self.bos_text = bos_text
 
-    def text(self, messages: list[dict]) -> str:
+    def text(self, messages: list[dict], plain_cue: str = "") -> str:
+        """``plain_cue`` opens the answer when the prompt is plain text; a chat template never sees it."""
         if self._render is None:
-            return render_plain(messages)
+            return render_plain(messages, plain_cue)
         return self._render(messages)
 
     def add_special_tokens(self, prompt_text: str) -> bool:
@@ -331,7 +338,7 @@ def _fingerprint(art: Artifact, cfg: EvalConfig, records: list[dict], prompt_sou
     for f in files:
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
-    h.update(json.dumps([cfg.task, cfg.max_new_tokens, cfg.stop, cfg.max_reference_tokens, cfg.perplexity,
+    h.update(json.dumps([cfg.task, cfg.max_new_tokens, cfg.stop, cfg.plain_cue, cfg.max_reference_tokens, cfg.perplexity,
                          cfg.last_logits_perplexity, prompt_source, [r["id"] for r in records],
                          [r.get("reference") for r in records]]).encode())
     return h.hexdigest()[:16]
@@ -484,7 +491,7 @@ def evaluate(cfg: EvalConfig) -> EvalReport:
     names = cfg.names or [_default_name(p) for p in cfg.models]
     entries = ([(cfg.teacher, cfg.teacher_name)] if cfg.teacher else []) + list(zip(cfg.models, names))
     fmt = find_prompt_format([p for p, _ in entries])
-    prompts = [fmt.text(_messages(rec, cfg.task)) for rec in records]
+    prompts = [fmt.text(_messages(rec, cfg.task), cfg.plain_cue) for rec in records]
     metric_names = task_metrics(cfg.task)
     results = []
     for path, name in tqdm(entries, desc="eval models", unit="model"):
@@ -509,7 +516,8 @@ def evaluate(cfg: EvalConfig) -> EvalReport:
         teacher_row["role"] = "teacher"
     add_retention(rows, teacher_row)
     notes = [f"prompts formatted with the chat template of {fmt.source}" if fmt.source
-             else "no chat template found: prompts are the plain message text"]
+             else "no chat template found: prompts are the plain message text"
+             + (f", each followed by the cue {cfg.plain_cue!r} that opens the answer" if cfg.plain_cue else "")]
     skipped = [r["name"] for r in rows if r["perplexity_mode"] == "n/a"]
     if skipped:
         notes.append(f"perplexity / top-1 agreement n/a for {', '.join(skipped)}: the runtime returns "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgedistill.errors import DataError, EdgeDistillError
 from edgedistill.export.source import sha256_file
-from edgedistill.tasks import render_plain
+from edgedistill.tasks import record_plain_cue, render_plain
 
 #: Answer columns appended to the prompt, in order of preference.
 ANSWER_FIELDS = ("response", "completion")
@@ -53,25 +53,23 @@ def load_calibration(path: str | Path, max_records: int = 128, option: str = "--
         records = load_records(p)
     except EdgeDistillError as exc:
         raise DataError(f"{option}: {exc.message}", hint=exc.hint) from None
-    answers = _answers(p, len(records))
+    rows = _rows(p, len(records))
     texts = []
-    for rec, answer in zip(records[:max_records], answers[:max_records]):
-        prompt = render_plain(rec["messages"]) if "messages" in rec else rec["prompt"]
+    for rec, row in zip(records[:max_records], rows[:max_records]):
+        prompt = render_plain(rec["messages"], record_plain_cue(row)) if "messages" in rec else rec["prompt"]
+        answer = next((row[k] for k in ANSWER_FIELDS if isinstance(row.get(k), str) and row[k]), None)
         answer = answer if answer is not None else rec.get("reference")
         texts.append(prompt + ("\n" + answer if answer else ""))
     return CalibrationData(p, sha256_file(p) if p.is_file() else _dir_sha(p), len(texts), texts)
 
 
-def _answers(p: Path, n: int) -> list[str | None]:
-    """The ``response``/``completion`` of each JSONL record (``load_records`` keeps prompts only)."""
+def _rows(p: Path, n: int) -> list[dict]:
+    """Each JSONL record as written (``load_records`` keeps prompts only; the answer and the cue it was
+    generated after are read from here); empty dicts for other formats."""
     if p.suffix != ".jsonl":
-        return [None] * n
-    out = []
-    for line in p.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)  # load_records has already parsed every line, so this cannot fail
-            out.append(next((row[k] for k in ANSWER_FIELDS if isinstance(row.get(k), str) and row[k]), None))
-    return out
+        return [{}] * n
+    rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row if isinstance(row, dict) else {} for row in rows]  # parsed once already: cannot fail
 
 
 def _dir_sha(d: Path) -> str:

@@ -49,7 +49,7 @@ class TaskCheck:
         from edgedistill.eval.evaluate import _messages, find_prompt_format
 
         self._format = find_prompt_format([str(model_dir)])
-        self._prompts = [self._format.text(_messages(r, self.task)) for r in self.records]
+        self._prompts = [self._format.text(_messages(r, self.task), self.eval_config.plain_cue) for r in self.records]
         t0 = time.perf_counter()
         self.float_score = self.score(model_dir, "float")
         self.float_seconds = round(time.perf_counter() - t0, 3)

@@ -34,15 +34,16 @@ def load_calibration(path: str | Path, task: str, limit: int | None) -> list[Exa
 
     records = load_records(path)[:limit]
     t = TASKS.get(task)
-    return [Example(id=r["id"], messages=t.build_messages(r), prompt=None, response=r.get("reference") or "")
-            for r in records]
+    # prompts only: the student will be trained on answers `generate` writes after the task's cue
+    return [Example(id=r["id"], messages=t.build_messages(r), prompt=None, response=r.get("reference") or "",
+                    plain_cue=t.plain_cue) for r in records]
 
 
 def prompt_text(tokenizer, ex: Example) -> str:
     messages = ex.messages or [{"role": "user", "content": ex.prompt}]
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return render_plain(messages)
+    return render_plain(messages, ex.plain_cue)
 
 
 def calibration_texts(tokenizer, examples: list[Example]) -> list[str]:

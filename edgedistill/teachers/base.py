@@ -45,6 +45,11 @@ class SamplingConfig:
         default=None, metadata={"help": "stop sequences: an answer ends before the first one, which is dropped "
                                         "(None: the task's default; [] none)"}
     )
+    plain_cue: str | None = field(
+        default=None, metadata={"help": "for a teacher without a chat template (a base model): text written "
+                                        "after the prompt that opens the answer, e.g. 'Summary: It' "
+                                        "(None: the task's default; '' none)"}
+    )
 
     def __post_init__(self):
         require(self.temperature >= 0, "temperature", f"must be >= 0, got {self.temperature}")
@@ -59,6 +64,8 @@ class SamplingConfig:
                     f"stop sequences must be non-empty strings, got {self.stop!r}")
             require(len(self.stop) <= 4, "stop", f"at most 4 stop sequences (as OpenAI servers accept), "
                     f"got {len(self.stop)}")
+        require(self.plain_cue is None or isinstance(self.plain_cue, str), "plain_cue",
+                f"must be a string, got {self.plain_cue!r}")
 
 
 @dataclass

@@ -79,7 +79,7 @@ class GGUFTeacher(Teacher):
                 choice = resp["choices"][0]
                 text = choice["message"].get("content") or ""
             else:
-                resp = self.llm.create_completion(prompt=render_plain(conversation), **common)
+                resp = self.llm.create_completion(prompt=render_plain(conversation, sampling.plain_cue or ""), **common)
                 choice = resp["choices"][0]
                 text = choice.get("text") or ""
         except ValueError as exc:  # e.g. "Requested tokens (...) exceed context window"

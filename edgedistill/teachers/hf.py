@@ -30,20 +30,20 @@ class HFTeacher(Teacher):
         self._seeded = False
         self._torch = torch
 
-    def render(self, conversation: list[dict]) -> str:
+    def render(self, conversation: list[dict], plain_cue: str = "") -> str:
         if getattr(self.tok, "chat_template", None):
             try:
                 return self.tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
             except Exception as exc:  # jinja raises e.g. for roles a template does not support
                 raise EdgeDistillError(f"the teacher's chat template rejected a conversation: {exc}") from None
-        return render_plain(conversation)
+        return render_plain(conversation, plain_cue)
 
     def generate(self, conversations: list[list[dict]], sampling: SamplingConfig) -> list[Completion]:
         torch = self._torch
         if not self._seeded:  # one seed per run: reproducible for the same inputs and batch size
             torch.manual_seed(sampling.seed)
             self._seeded = True
-        texts = [self.render(c) for c in conversations]
+        texts = [self.render(c, sampling.plain_cue or "") for c in conversations]
         # A template that writes the BOS token itself must not get a second one from the tokenizer.
         bos = self.tok.bos_token
         add_special = not (bos and all(t.startswith(bos) for t in texts))
