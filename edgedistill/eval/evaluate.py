@@ -411,8 +411,11 @@ def _reference_scores(runtime, prompt_ids: list[int], ref_ids: list[int], mode: 
     nll = M.reference_nll(rows, ref_ids)
     top1 = [int(i) for i in rows.argmax(-1)]
     if vmap is not None:  # compared with the teacher in the teacher's ids
-        full, top1 = [vmap.student_to_teacher[i] for i in full], [vmap.student_to_teacher[i] for i in top1]
-    ids_hash = hashlib.sha256(json.dumps(full).encode()).hexdigest()[:16]
+        ref_ids, top1 = [vmap.student_to_teacher[i] for i in ref_ids], [vmap.student_to_teacher[i] for i in top1]
+    # Agreement compares predictions position by position over the reference, so what must match the
+    # teacher's is the reference's tokens; every model gets the same prompt text, and a vocabulary-pruned
+    # student may split an unseen word of the prompt differently without shifting the reference.
+    ids_hash = hashlib.sha256(json.dumps(ref_ids).encode()).hexdigest()[:16]
     return {"nll": [round(float(x), 5) for x in nll], "top1": top1, "ids_hash": ids_hash}
 
 
@@ -451,7 +454,7 @@ def summarise(result: dict, task_metrics: list[str], teacher: dict | None) -> di
         if comparable:
             scores["top1_agreement"] = M.top1_agreement([a for a, _ in comparable], [b for _, b in comparable])
         if pairs and any("top1" in r for r, _ in pairs) and len(comparable) < len(pairs):
-            notes.append(f"top-1 agreement over {len(comparable)} of {len(pairs)} records: the others tokenize "
+            notes.append(f"top-1 agreement over {len(comparable)} of {len(pairs)} records: the others' references tokenize "
                          "differently from the teacher")
     row = {k: v for k, v in result.items() if k != "records"}
     row["scores"] = scores
