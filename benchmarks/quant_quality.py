@@ -100,7 +100,7 @@ def main() -> None:
                      max_new_tokens=args.max_new_tokens, max_reference_tokens=64, threads=args.threads)
     records = load_test_set(cfg)
     fmt = find_prompt_format([args.student])
-    prompts = [fmt.text(_messages(r, args.task)) for r in records]
+    prompts = [fmt.text(_messages(r, args.task), cfg.plain_cue) for r in records]
     metric = task_metrics(args.task)[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
