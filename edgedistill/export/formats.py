@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgedistill.registry import Registry
 
 
@@ -98,5 +100,27 @@ class ExportFormat(ABC):
         """File-level metadata for ``edgedistill inspect`` (GGUF key-values, ONNX opset/inputs...)."""
         return {}
 
+    @abstractmethod
+    def kv_cache_dtype(self, quant: str) -> str:
+        """numpy name of the KV cache's element type when a ``quant`` artifact runs ("float32", "float16").
+
+        The one rule that target-aware export, the bench fit check and ``bench plan`` size the cache
+        with; tests/test_kv_cache_rule.py compares it with what the exported files really hold.
+        """
+
+    def kv_bytes_per_value(self, quant: str) -> int:
+        return np.dtype(self.kv_cache_dtype(quant)).itemsize
+
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
+
+
+#: KV cache of the PyTorch baseline (``hf``, no export format): the torch runtime loads float32 on CPU.
+HF_KV_CACHE_DTYPE = "float32"
+
+
+def kv_bytes_per_value(fmt: str, quant: str | None) -> int:
+    """Bytes per stored KV-cache value of a ``fmt:quant`` artifact: its format's rule."""
+    if fmt == "hf":
+        return np.dtype(HF_KV_CACHE_DTYPE).itemsize
+    return FORMATS.get(fmt).kv_bytes_per_value(quant)
