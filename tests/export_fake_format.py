@@ -40,9 +40,9 @@ class FakeHFFormat(ExportFormat):
         self.calls = []
 
     def kv_cache_dtype(self, quant):
-        from edgedistill.export.formats import HF_KV_CACHE_DTYPE
+        from edgedistill.runtime_registry import RUNTIMES
 
-        return HF_KV_CACHE_DTYPE  # the torch runtime's cache, as for the real HF baseline
+        return RUNTIMES.get("torch").kv_cache_dtype(quant)  # the torch runtime's cache, as for the real HF baseline
 
     def write(self, model_dir, out_dir, quant, options):
         self.calls.append((Path(model_dir), quant))

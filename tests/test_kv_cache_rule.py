@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edgedistill.export import FORMATS
-from edgedistill.export.formats import kv_bytes_per_value
+from edgedistill.runtime_registry import kv_bytes_per_value
 from onnx_export_helpers import shared_cache
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgedistill.artifacts import Artifact
-from edgedistill.export.formats import kv_bytes_per_value
+from edgedistill.runtime_registry import kv_bytes_per_value
 from edgedistill.targets import TargetProfile, kv_cache_bytes
 
 

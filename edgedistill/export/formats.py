@@ -114,13 +114,3 @@ class ExportFormat(ABC):
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
 
-
-#: KV cache of the PyTorch baseline (``hf``, no export format): the torch runtime loads float32 on CPU.
-HF_KV_CACHE_DTYPE = "float32"
-
-
-def kv_bytes_per_value(fmt: str, quant: str | None) -> int:
-    """Bytes per stored KV-cache value of a ``fmt:quant`` artifact: its format's rule."""
-    if fmt == "hf":
-        return np.dtype(HF_KV_CACHE_DTYPE).itemsize
-    return FORMATS.get(fmt).kv_bytes_per_value(quant)

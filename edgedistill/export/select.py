@@ -27,8 +27,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from edgedistill.errors import EdgeDistillError
-from edgedistill.export.formats import FORMATS, kv_bytes_per_value
+from edgedistill.export.formats import FORMATS
 from edgedistill.export.source import SourceModel
+from edgedistill.runtime_registry import kv_bytes_per_value
 
 MB = 2**20
 
