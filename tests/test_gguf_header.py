@@ -120,3 +120,25 @@ def test_not_a_gguf_file_is_a_clear_error_naming_it(tmp_path, content):
     assert str(bad) in str(err.value)
     with pytest.raises(EdgeDistillError, match="does not exist"):
         read_gguf_header(tmp_path / "missing.gguf")
+
+
+def test_eval_reads_chat_template_and_parameters_through_it(tmp_path, tiny_llama_gguf):
+    """eval's two GGUF reads (chat template with BOS/EOS texts, parameter count) once used GGUFReader."""
+    from edgedistill.artifacts import detect_artifact
+    from edgedistill.eval.evaluate import _format_from_gguf, count_parameters
+
+    path = tmp_path / "chat.gguf"
+    w = GGUFWriter(path, "llama")
+    w.add_token_list(["<unk>", "<s>", "</s>", "hi"])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_chat_template("{{ bos_token }}{% for m in messages %}[{{ m['content'] }}]{% endfor %}{{ eos_token }}")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    fmt = _format_from_gguf(path)
+    assert (fmt.source, fmt.bos_text) == (str(path), "<s>")
+    assert fmt.text([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]) == "<s>[x][y]</s>"
+    want = sum(int(t.n_elements) for t in gguf.GGUFReader(str(tiny_llama_gguf)).tensors)
+    assert count_parameters(detect_artifact(tiny_llama_gguf)) == want > 0
