@@ -14,14 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgedistill.errors import EdgeDistillError, VerificationError
+from edgedistill.runtime_registry import runtime_for_format, runtime_specs
 
-# format name -> runtime name (see edgedistill.runtimes)
-FORMAT_RUNTIME = {
-    "hf": "torch",
-    "onnx": "onnxruntime",
-    "ort-genai": "ort-genai",
-    "gguf": "llama.cpp",
-}
+# format name -> runtime name, a view of edgedistill.runtime_registry (the one place a runtime is described)
+FORMAT_RUNTIME = {spec.format: spec.name for spec in runtime_specs()}
 
 
 @dataclass(frozen=True)
@@ -56,12 +52,12 @@ def detect_artifact(path: str | Path) -> Artifact:
     if not p.exists():
         raise EdgeDistillError(f"artifact {p} does not exist")
     if p.is_file():
-        if p.suffix == ".gguf":
-            _check_gguf_magic(p)
-            return Artifact(p, "gguf", p)
-        if p.suffix == ".onnx":
-            return Artifact(p.parent, "onnx", p)
-        raise EdgeDistillError(f"artifact {p}: unknown file type (expected .gguf, .onnx or a directory)")
+        for spec in runtime_specs():
+            if spec.bare_suffix and p.suffix == spec.bare_suffix:
+                _check_magic(p, spec.magic)
+                return Artifact(p if spec.bare_file_is_artifact else p.parent, spec.format, p)
+        suffixes = [s.bare_suffix for s in runtime_specs() if s.bare_suffix]
+        raise EdgeDistillError(f"artifact {p}: unknown file type (expected {', '.join(suffixes)} or a directory)")
     manifest = {}
     if (p / "manifest.json").exists():
         try:
@@ -70,41 +66,36 @@ def detect_artifact(path: str | Path) -> Artifact:
             raise EdgeDistillError(f"{p / 'manifest.json'}: corrupt manifest ({exc})") from None
     fmt = manifest.get("format")
     if fmt is None:
-        if (p / "genai_config.json").exists():
-            fmt = "ort-genai"
-        elif list(p.glob("*.gguf")):
-            fmt = "gguf"
-        elif list(p.glob("*.onnx")):
-            fmt = "onnx"
-        elif (p / "config.json").exists():
-            fmt = "hf"
-        else:
+        fmt = next((s.format for s in runtime_specs() if list(p.glob(s.main_file))), None)
+        if fmt is None:
             raise EdgeDistillError(
                 f"artifact {p}: no manifest.json, model files or config.json found; "
                 "give an export directory, a .gguf file or a Hugging Face model directory"
             )
     if fmt not in FORMAT_RUNTIME:
         raise EdgeDistillError(f"artifact {p}: unknown format {fmt!r}; known: {', '.join(FORMAT_RUNTIME)}")
+    spec = runtime_for_format(fmt)
     main = _main_file(p, fmt)
-    if fmt == "gguf":
-        _check_gguf_magic(main)
+    _check_magic(main, spec.magic)
     return Artifact(p, fmt, main, manifest)
 
 
 def _main_file(p: Path, fmt: str) -> Path:
-    patterns = {"gguf": "*.gguf", "onnx": "*.onnx", "ort-genai": "genai_config.json", "hf": "config.json"}
-    found = sorted(p.glob(patterns[fmt]))
-    if fmt == "onnx":  # prefer the merged decoder optimum writes
-        found.sort(key=lambda f: (f.name != "model.onnx", f.name))
+    spec = runtime_for_format(fmt)
+    found = sorted(p.glob(spec.main_file))
+    if spec.preferred_main_file:  # e.g. the merged decoder optimum writes
+        found.sort(key=lambda f: (f.name != spec.preferred_main_file, f.name))
     if not found:
-        raise EdgeDistillError(f"artifact {p} ({fmt}) has no {patterns[fmt]} file; it is incomplete")
+        raise EdgeDistillError(f"artifact {p} ({fmt}) has no {spec.main_file} file; it is incomplete")
     return found[0]
 
 
-def _check_gguf_magic(f: Path) -> None:
+def _check_magic(f: Path, magic: bytes | None) -> None:
+    if not magic:
+        return
     with open(f, "rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise EdgeDistillError(f"{f} is not a GGUF file (bad magic); it may be corrupt or truncated")
+        if fh.read(len(magic)) != magic:
+            raise EdgeDistillError(f"{f} is not a {magic.decode()} file (bad magic); it may be corrupt or truncated")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedistill.artifacts import FORMAT_RUNTIME
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.packaged_models import cache_root
+from edgedistill.runtime_registry import RUNTIMES as RUNTIME_SPECS
+from edgedistill.runtime_registry import runtime_for_format
 
 FORMATS = ("gguf", "onnx", "ort-genai")
-RUNTIMES = ("llama.cpp", "onnxruntime", "ort-genai", "torch")
+RUNTIMES = tuple(RUNTIME_SPECS.names())  # what a profile's `runtimes` may list: edgedistill.runtime_registry
 TRANSPORT_KINDS = ("local", "ssh", "adb", "none")
 ISA_FAMILIES = ("armv7", "armv8", "armv9", "x86-64", "xtensa", "riscv32", "riscv64")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -178,8 +179,8 @@ class TargetProfile:
                 raise bad(fld, f"unknown {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
             set_(fld, tuple(v))
         for fmt in self.formats:
-            if FORMAT_RUNTIME[fmt] not in self.runtimes:
-                raise bad("formats", f"{fmt!r} needs runtime {FORMAT_RUNTIME[fmt]!r}, which is not in runtimes")
+            if runtime_for_format(fmt).name not in self.runtimes:
+                raise bad("formats", f"{fmt!r} needs runtime {runtime_for_format(fmt).name!r}, which is not in runtimes")
         pq = self.preferred_quants
         if isinstance(pq, str) or not isinstance(pq, (list, tuple)):
             raise bad("preferred_quants", f"must be a list of 'format:quant', got {pq!r}")

@@ -39,6 +39,11 @@ class FakeHFFormat(ExportFormat):
     def __init__(self):
         self.calls = []
 
+    def kv_cache_dtype(self, quant):
+        from edgedistill.runtime_registry import RUNTIMES
+
+        return RUNTIMES.get("torch").kv_cache_dtype(quant)  # the torch runtime's cache, as for the real HF baseline
+
     def write(self, model_dir, out_dir, quant, options):
         self.calls.append((Path(model_dir), quant))
         for f in Path(model_dir).iterdir():

@@ -21,10 +21,9 @@ from edgedistill.artifacts import Artifact, detect_artifact, verify_manifest_has
 from edgedistill.atomic import check_writable_dir
 from edgedistill.config import one_of, require, to_dict
 from edgedistill.errors import EdgeDistillError
+from edgedistill.runtime_registry import runtime_for_format
 from edgedistill.targets import TargetProfile, load_target
 
-RUNTIME_PACKAGE = {"hf": "torch", "onnx": "onnxruntime", "ort-genai": "onnxruntime_genai", "gguf": "llama_cpp"}
-RUNTIME_MODULE = {"hf": "torch_runtime", "onnx": "onnx_runtime", "ort-genai": "ortgenai_runtime", "gguf": "llamacpp_runtime"}
 
 
 @dataclass
@@ -114,15 +113,16 @@ def cv(values: list[float]) -> float | None:
 
 def check_runtime_available(artifact: Artifact, impl: str = "auto") -> None:
     """A clear error before any run when the runtime a format needs is not installed."""
-    pkg = RUNTIME_PACKAGE[artifact.format]
-    if importlib.util.find_spec(pkg) is None:
+    spec = runtime_for_format(artifact.format)
+    missing = spec.missing_packages()
+    if missing:
         raise EdgeDistillError(
             f"artifact {artifact.path} is {artifact.format}, which needs the {artifact.runtime} runtime "
-            f"(Python package {pkg!r}), and it is not installed",
-            hint=f"pip install {'llama-cpp-python' if pkg == 'llama_cpp' else pkg.replace('_', '-')}")
-    if impl == "auto" and importlib.util.find_spec(f"edgedistill.runtimes.{RUNTIME_MODULE[artifact.format]}") is None:
+            f"(Python package {', '.join(map(repr, missing))}), and it is not installed",
+            hint=spec.install)
+    if impl == "auto" and importlib.util.find_spec(spec.module) is None:
         raise EdgeDistillError(
-            f"edgedistill has no {artifact.runtime} runtime module yet (edgedistill/runtimes/{RUNTIME_MODULE[artifact.format]}.py)",
+            f"edgedistill has no {artifact.runtime} runtime module yet ({spec.module.replace('.', '/')}.py)",
             hint="use impl: standalone (--impl standalone) for gguf, ort-genai and hf artifacts")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edgedistill.artifacts import FORMAT_RUNTIME, detect_artifact
 from edgedistill.bench.predict import predict_speed
-from edgedistill.bench.projection import KV_BYTES, ModelShape, _params_from_config, model_shape
+from edgedistill.bench.projection import ModelShape, _params_from_config, model_shape
 from edgedistill.errors import ConfigError, EdgeDistillError
 
 MB = 2**20
@@ -125,7 +125,7 @@ def shape_from_config(cfg: dict, fmt: str, quant: str, where: str) -> tuple[Mode
         params=params, weight_bytes=weights, bytes_read_per_token=int(weights - untied_embed * bits / 8),
         num_layers=layers, num_kv_heads=text.get("num_key_value_heads") or nh,
         head_dim=text.get("head_dim") or text["hidden_size"] // nh,
-        kv_bytes_per_value=2 if fmt == "gguf" or quant in ("fp16", "f16", "bf16") else KV_BYTES[fmt],
+        kv_bytes_per_value=FORMATS.get(fmt).kv_bytes_per_value(quant),
         source=f"{where} (parameters counted from the config)",
     )
     return shape, weights
@@ -168,10 +168,11 @@ def _model_variants(model: Path, quants: list[str]) -> list[tuple[str, str, Mode
 def _gguf_quant(art) -> str | None:
     if art.format != "gguf":
         return None
-    from edgedistill.bench.projection import read_gguf_header
+    from gguf import Keys
 
-    meta, _ = read_gguf_header(art.main_file)
-    ftype = meta.get("general.file_type")
+    from edgedistill.gguf_header import read_gguf_header
+
+    ftype = read_gguf_header(art.main_file, with_tensors=False, max_array=0).get(Keys.General.FILE_TYPE)
     try:
         from gguf import LlamaFileType
 

@@ -13,11 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgedistill.artifacts import Artifact
+from edgedistill.runtime_registry import kv_bytes_per_value
 from edgedistill.targets import TargetProfile, kv_cache_bytes
-
-# bytes per stored KV value by format: llama.cpp keeps an f16 cache; the ONNX/ORT/PyTorch paths here
-# run fp32 on CPU.
-KV_BYTES = {"gguf": 2, "onnx": 4, "ort-genai": 4, "hf": 4}
 
 
 @dataclass
@@ -98,6 +95,12 @@ def _onnx_decoder_file(artifact: Artifact) -> Path:
     return artifact.main_file
 
 
+def _quant_of(artifact: Artifact) -> str | None:
+    """The quant an export wrote into the manifest (None for a bare file or an HF directory)."""
+    quant = artifact.manifest.get("quant")
+    return quant if isinstance(quant, str) else None
+
+
 def model_shape(artifact: Artifact) -> ModelShape:
     """Parameter count, weight bytes and KV geometry of an artifact (GGUF: from its tensors)."""
     fmt = artifact.format
@@ -131,90 +134,27 @@ def model_shape(artifact: Artifact) -> ModelShape:
         bytes_read_per_token=int(weights - embed_bytes),
         num_layers=cfg["num_hidden_layers"], num_kv_heads=cfg.get("num_key_value_heads") or nh,
         head_dim=cfg.get("head_dim") or cfg["hidden_size"] // nh,
-        kv_bytes_per_value=KV_BYTES[fmt], source="config.json (parameter count estimated from it)",
+        kv_bytes_per_value=kv_bytes_per_value(fmt, _quant_of(artifact)), source="config.json (parameter count estimated from it)",
     )
 
 
-_GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-def read_gguf_header(path) -> tuple[dict, list[tuple[str, int, int]]]:
-    """(metadata without arrays, [(tensor name, n_elements, ggml type)]) of a GGUF file.
-
-    A small reader of the header only: gguf-py's GGUFReader parses every array element (a 262k-token
-    vocabulary takes most of a minute on a busy 2-core machine); arrays are skipped here.
-    """
-    import struct
-
-    def scalar(fh, t):
-        fmt = _GGUF_SCALAR[t]
-        return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
-
-    def string(fh):
-        (n,) = struct.unpack("<Q", fh.read(8))
-        return fh.read(n).decode("utf-8", "replace")
-
-    def value(fh, t):
-        if t == 8:
-            return string(fh)
-        if t == 9:
-            (et,) = struct.unpack("<I", fh.read(4))
-            (count,) = struct.unpack("<Q", fh.read(8))
-            if et == 8:
-                for _ in range(count):
-                    (n,) = struct.unpack("<Q", fh.read(8))
-                    fh.seek(n, 1)
-            elif et == 9:
-                for _ in range(count):
-                    value(fh, 9)
-            else:
-                fh.seek(struct.calcsize(_GGUF_SCALAR[et]) * count, 1)
-            return None
-        return scalar(fh, t)
-
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"GGUF":
-            raise ValueError("bad GGUF magic")
-        _version, n_tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
-        meta = {}
-        for _ in range(n_kv):
-            key = string(fh)
-            (t,) = struct.unpack("<I", fh.read(4))
-            meta[key] = value(fh, t)
-        tensors = []
-        for _ in range(n_tensors):
-            name = string(fh)
-            (nd,) = struct.unpack("<I", fh.read(4))
-            dims = struct.unpack(f"<{nd}Q", fh.read(8 * nd))
-            gtype, _offset = struct.unpack("<IQ", fh.read(12))
-            n = 1
-            for d in dims:
-                n *= d
-            tensors.append((name, n, gtype))
-    return meta, tensors
-
-
 def _gguf_shape(artifact: Artifact) -> ModelShape:
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import Keys
 
-    meta, tensors = read_gguf_header(artifact.main_file)
+    from edgedistill.gguf_header import read_gguf_header
 
-    def nbytes(n, gtype):
-        block, size = GGML_QUANT_SIZES[GGMLQuantizationType(gtype)]
-        return n // block * size
-
-    arch = meta["general.architecture"]
-    params = sum(n for _, n, _ in tensors)
-    sizes = {name: nbytes(n, t) for name, n, t in tensors}
+    header = read_gguf_header(artifact.main_file, max_array=0)  # scalars only: arrays are skipped
+    params = sum(t.n_elements for t in header.tensors)
+    sizes = {t.name: t.n_bytes for t in header.tensors}
     weights = sum(sizes.values())
     untied_embed = sizes["token_embd.weight"] if "output.weight" in sizes and "token_embd.weight" in sizes else 0
-    nh = meta[f"{arch}.attention.head_count"]
-    nkv = meta.get(f"{arch}.attention.head_count_kv") or nh
-    hd = meta.get(f"{arch}.attention.key_length") or meta[f"{arch}.embedding_length"] // nh
+    nh = header.arch_get(Keys.Attention.HEAD_COUNT)
+    nkv = header.arch_get(Keys.Attention.HEAD_COUNT_KV) or nh
+    hd = header.arch_get(Keys.Attention.KEY_LENGTH) or header.arch_get(Keys.LLM.EMBEDDING_LENGTH) // nh
     return ModelShape(
         params=params, weight_bytes=weights, bytes_read_per_token=weights - untied_embed,
-        num_layers=meta[f"{arch}.block_count"], num_kv_heads=nkv, head_dim=hd,
-        kv_bytes_per_value=KV_BYTES["gguf"], source="GGUF tensor table and metadata",
+        num_layers=header.arch_get(Keys.LLM.BLOCK_COUNT), num_kv_heads=nkv, head_dim=hd,
+        kv_bytes_per_value=kv_bytes_per_value("gguf", None), source="GGUF tensor table and metadata",
     )
 
 

@@ -187,8 +187,10 @@ class _Transformers:
         pass
 
 
+# format -> stand-alone adapter. This file runs on devices without edgedistill, so it keeps this small
+# table itself; tests/test_runtime_registry.py checks it against edgedistill.runtime_registry
+# (formats, and the packages each adapter imports).
 STANDALONE = {"gguf": _LlamaCpp, "ort-genai": _OrtGenai, "hf": _Transformers}
-RUNTIME_PACKAGE = {"gguf": "llama_cpp", "ort-genai": "onnxruntime_genai", "hf": "transformers", "onnx": "onnxruntime"}
 
 
 def open_model(spec):

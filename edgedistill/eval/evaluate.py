@@ -188,26 +188,23 @@ def _format_from_artifact(art: Artifact) -> PromptFormat | None:
 
 def _format_from_gguf(path: Path) -> PromptFormat | None:
     """The chat template stored in a GGUF file, rendered with jinja2 as transformers does."""
-    from gguf import GGUFReader
+    from gguf import Keys
 
-    reader = GGUFReader(str(path))
+    from edgedistill.gguf_header import read_gguf_header
 
-    def field_value(key):
-        f = reader.fields.get(key)
-        return None if f is None else f.contents()
-
-    template = field_value("tokenizer.chat_template")
+    header = read_gguf_header(path, with_tensors=False)
+    template = header.get(Keys.Tokenizer.CHAT_TEMPLATE)
     if not template:
         return None
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    tokens = header.get(Keys.Tokenizer.LIST)
 
     def token_text(key):
-        idx = field_value(key)
+        idx = header.get(key)
         if idx is None or tokens is None:
             return None
-        return tokens.contents(int(idx))
+        return tokens[int(idx)]
 
-    bos, eos = token_text("tokenizer.ggml.bos_token_id"), token_text("tokenizer.ggml.eos_token_id")
+    bos, eos = token_text(Keys.Tokenizer.BOS_ID), token_text(Keys.Tokenizer.EOS_ID)
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(msg):
@@ -305,9 +302,9 @@ def count_parameters(art: Artifact) -> int | None:
     if art.format == "hf":
         return _safetensors_parameters(art.path)
     if art.format == "gguf":
-        from gguf import GGUFReader
+        from edgedistill.gguf_header import read_gguf_header
 
-        return int(sum(int(t.n_elements) for t in GGUFReader(str(art.main_file)).tensors))
+        return sum(t.n_elements for t in read_gguf_header(art.main_file, max_array=0).tensors)
     if isinstance(source, dict) and source.get("model_dir") and Path(source["model_dir"]).is_dir():
         return _safetensors_parameters(Path(source["model_dir"]))  # ONNX: count the source model's weights
     return None

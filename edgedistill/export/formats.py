@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgedistill.registry import Registry
 
 
@@ -98,5 +100,17 @@ class ExportFormat(ABC):
         """File-level metadata for ``edgedistill inspect`` (GGUF key-values, ONNX opset/inputs...)."""
         return {}
 
+    @abstractmethod
+    def kv_cache_dtype(self, quant: str) -> str:
+        """numpy name of the KV cache's element type when a ``quant`` artifact runs ("float32", "float16").
+
+        The one rule that target-aware export, the bench fit check and ``bench plan`` size the cache
+        with; tests/test_kv_cache_rule.py compares it with what the exported files really hold.
+        """
+
+    def kv_bytes_per_value(self, quant: str) -> int:
+        return np.dtype(self.kv_cache_dtype(quant)).itemsize
+
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
+

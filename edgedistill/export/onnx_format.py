@@ -170,6 +170,11 @@ class OnnxFormat(ExportFormat):
         info["opset"] = _opset(out_dir / MODEL_FILE)
         return info
 
+    def kv_cache_dtype(self, quant: str) -> str:
+        # Every quant keeps float32 graph inputs/outputs, the cache included: fp16 is converted with
+        # keep_io_types (see _convert_fp16), int8/int4 quantize weights only.
+        return "float32"
+
     def describe(self, artifact_dir: Path) -> dict[str, Any]:
         artifact_dir = Path(artifact_dir)
         main = artifact_dir if artifact_dir.is_file() else artifact_dir / MODEL_FILE

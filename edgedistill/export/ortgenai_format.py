@@ -85,6 +85,11 @@ class OrtGenaiFormat(ExportFormat):
         return {"builder": {"onnxruntime-genai": _version("onnxruntime-genai"), "onnxruntime": _version("onnxruntime"),
                             "precision": quant, "execution_provider": "cpu", "extra_options": extra}}
 
+    def kv_cache_dtype(self, quant: str) -> str:
+        # The builder's CPU graphs take float32 past_key_values at every precision (fp32, int8, int4:
+        # weight-only), measured on the exported tiny models (tests/test_kv_cache_rule.py).
+        return "float32"
+
     def describe(self, artifact_dir: Path) -> dict[str, Any]:
         artifact_dir = Path(artifact_dir)
         if artifact_dir.is_file():

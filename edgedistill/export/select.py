@@ -8,8 +8,8 @@ estimated statically:
     need     = weights + KV cache + profile.runtime_overhead_mb
 
 with the context the profile's ``context_length`` (capped at the model's ``max_position_embeddings``)
-and bytes per value 2 for llama.cpp (f16 cache) and half-precision ONNX, 4 for the other ONNX /
-onnxruntime-genai CPU exports (fp32 cache). Sliding-window layers (Gemma 3) are counted at full
+and bytes per value the format's rule (``ExportFormat.kv_cache_dtype``: 2 for llama.cpp's f16 cache,
+4 for every ONNX / onnxruntime-genai export, whose graphs keep a float32 cache, fp16 included). Sliding-window layers (Gemma 3) are counted at full
 context, so the estimate errs on the safe side.
 
 The choice: the first entry of the profile's ``preferred_quants`` that fits; if none fits, the fitting
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from edgedistill.errors import EdgeDistillError
 from edgedistill.export.formats import FORMATS
 from edgedistill.export.source import SourceModel
+from edgedistill.runtime_registry import kv_bytes_per_value
 
 MB = 2**20
 
@@ -85,12 +86,6 @@ class Selection:
             "candidates": [c.__dict__ | {"spec": c.spec} for c in self.candidates],
             **({"quality": list(self.quality)} if self.quality else {}),
         }
-
-
-def kv_bytes_per_value(fmt: str, quant: str) -> int:
-    if fmt == "gguf" or quant in ("fp16", "f16", "bf16"):
-        return 2
-    return 4
 
 
 def model_dims(config: dict) -> tuple[int, int, int, int | None]:

@@ -1,4 +1,5 @@
-"""Runtimes that load an artifact and run it: one class per runtime, registered by name.
+"""Runtimes that load an artifact and run it: one class per runtime, described in
+:mod:`edgedistill.runtime_registry` (name, format, packages, files, KV rule, this class).
 
 Export verification, eval and bench all go through this one interface, so a quantization's cost is
 measured the same way everywhere. Runtime modules are imported lazily: a missing optional package
@@ -7,26 +8,14 @@ measured the same way everywhere. Runtime modules are imported lazily: a missing
 
 from __future__ import annotations
 
-import importlib
-
 from edgedistill.artifacts import Artifact, detect_artifact
-from edgedistill.errors import EdgeDistillError
+from edgedistill.runtime_registry import RUNTIMES
 from edgedistill.runtimes.base import Runtime
-
-# runtime name -> "module:Class"; each module imports its third-party package at load time only.
-RUNTIMES = {
-    "torch": "edgedistill.runtimes.torch_runtime:TorchRuntime",
-    "onnxruntime": "edgedistill.runtimes.onnx_runtime:OnnxRuntime",
-    "ort-genai": "edgedistill.runtimes.ortgenai_runtime:OrtGenaiRuntime",
-    "llama.cpp": "edgedistill.runtimes.llamacpp_runtime:LlamaCppRuntime",
-}
 
 
 def runtime_class(name: str) -> type[Runtime]:
-    if name not in RUNTIMES:
-        raise EdgeDistillError(f"unknown runtime {name!r}; valid: {', '.join(sorted(RUNTIMES))}")
-    module, cls = RUNTIMES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The class of runtime ``name`` as edgedistill.runtime_registry describes it (imported now)."""
+    return RUNTIMES.get(name).load_class()
 
 
 def open_runtime(artifact: Artifact | str, threads: int | None = None, decode_only: bool = False) -> Runtime:

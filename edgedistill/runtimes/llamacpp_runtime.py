@@ -24,13 +24,15 @@ from edgedistill.runtimes.base import Runtime
 
 def _trained_context(path) -> int | None:
     """``{arch}.context_length`` from the GGUF header: a larger n_ctx only makes llama.cpp warn."""
-    from edgedistill.export.gguf.inspect import read_gguf_header
+    from gguf import Keys
+
+    from edgedistill.gguf_header import read_gguf_header
 
     try:
-        meta, _ = read_gguf_header(path)
+        header = read_gguf_header(path, with_tensors=False, max_array=0)
     except EdgeDistillError:
         return None  # llama.cpp's own loader reports the problem
-    value = meta.get(f"{meta.get('general.architecture')}.context_length")
+    value = header.arch_get(Keys.LLM.CONTEXT_LENGTH)
     return int(value) if isinstance(value, int) and value > 0 else None
 
 

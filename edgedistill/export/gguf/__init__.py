@@ -31,6 +31,11 @@ class GgufFormat(ExportFormat):
     def describe(self, artifact_dir: Path) -> dict[str, Any]:
         return describe_gguf(_gguf_file(Path(artifact_dir)))
 
+    def kv_cache_dtype(self, quant: str) -> str:
+        # A GGUF file holds no cache type: llama.cpp allocates f16 K and V caches by default, and the
+        # llama.cpp runtime (and the bench runner) do not change type_k / type_v.
+        return "float16"
+
 
 def _gguf_file(path: Path) -> Path:
     if path.is_file():
