@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.artifacts import FORMAT_RUNTIME
-from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.errors import ConfigError, EdgeDistillError, did_you_mean
 from edgedistill.packaged_models import cache_root
 
 FORMATS = ("gguf", "onnx", "ort-genai")
@@ -332,7 +332,7 @@ def load_target(name: str, targets_dir: str | os.PathLike | None = None) -> Targ
     if name not in files:
         dirs = ", ".join(str(d) for d in targets_dirs(targets_dir))
         raise EdgeDistillError(
-            f"unknown target {name!r}; known targets: {', '.join(sorted(files)) or '(none)'}",
+            f"unknown target {name!r}; {did_you_mean(str(name), sorted(files), label='known targets')}",
             hint=f"profiles are looked up in {dirs}; add NAME.yaml to one of them or pass --targets-dir",
         )
     return load_target_file(files[name])

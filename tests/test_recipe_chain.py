@@ -58,5 +58,8 @@ def test_full_chain_on_tiny_models(tmp_path, tiny_llama):
     assert report["headline"] in (out / "report" / "comparison.md").read_text()
     state = json.loads((out / "state.json").read_text())
     assert all(state["stages"][s]["status"] == "done" for s in R.STAGES)
+    # each stage records exactly the outputs its registration declares
+    assert {s: sorted(state["stages"][s]["outputs"]) for s in R.STAGES} == \
+        {s: sorted(R.STAGE_REGISTRY.get(s).outputs) for s in R.STAGES}
     # a second run does nothing
     assert R.run_recipe(path, log=lambda s: None).stages_run == []

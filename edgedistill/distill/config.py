@@ -50,7 +50,7 @@ class DistillConfig:
                                                              "are cut at the end."})
     loss_chunk_tokens: int | None = field(
         default=None, metadata={"help": "Response positions per chunk when applying the LM head + loss (bounds "
-                                        "logits memory). None: as many as fit 64M logits (256 MB in fp32): 256 "
+                                        "logits memory). Unset (the default): as many as fit 64M logits (256 MB in fp32): 256 "
                                         "positions for a 262k vocabulary, 2048 for 32k."})
     teacher_topk: int | None = field(
         default=None,
@@ -62,7 +62,8 @@ class DistillConfig:
     init_from_teacher: bool = field(default=False, metadata={"help": "Build the student as a layer-pruned copy "
                                                                      "of the teacher."})
     keep_layers: list[int] | None = field(default=None, metadata={"help": "Teacher layers kept by "
-                                                                          "init_from_teacher, e.g. [0, 3, 6]."})
+                                                                          "init_from_teacher, e.g. 0,3,6 (a YAML "
+                                                                          "list or a comma-separated string)."})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank (0 = full fine-tuning). The saved model is "
                                                      "merged."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
