@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from edgedistill.errors import ConfigError, did_you_mean
+from edgedistill.registry import Registry
 
 C = TypeVar("C")
 
@@ -30,6 +31,12 @@ def require(cond: bool, field: str, message: str) -> None:
 def one_of(value: Any, field: str, valid: typing.Iterable[Any]) -> None:
     valid = list(valid)
     require(value in valid, field, f"{value!r} is not one of {did_you_mean(str(value), valid, label=None)}")
+
+
+def registered(value: Any, field: str, registry: Registry) -> None:
+    """Raise a :class:`ConfigError` naming ``field`` unless ``value`` is registered in ``registry``; the
+    message lists the valid names and the near miss ("did you mean 'qa'?")."""
+    require(value in registry, field, f"unknown {registry.kind} {value!r}; {did_you_mean(str(value), registry.names())}")
 
 
 def _is_dataclass_type(tp: Any) -> bool:

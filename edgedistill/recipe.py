@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgedistill.atomic import atomic_write_json
-from edgedistill.config import from_dict, load_yaml, require
+from edgedistill.config import from_dict, load_yaml, registered, require
 from edgedistill.errors import ConfigError, EdgeDistillError, did_you_mean
 from edgedistill.registry import Registry
 
@@ -111,7 +111,7 @@ class Recipe:
         if isinstance(self.data, str):
             self.data = DataSpec(train=self.data)
         require(isinstance(self.student, StudentSpec), "student", "give {path: ...} or {keep_layers: [...]}")
-        require(self.task in TASKS, "task", f"unknown task {self.task!r}; {did_you_mean(self.task, TASKS.names())}")
+        registered(self.task, "task", TASKS)
         for name in self.stages:
             require(name in STAGES, "stages", f"unknown stage {name!r}; {did_you_mean(str(name), STAGES)}")
         if self.student.prune is None:  # nothing to prune: the stage has no work (keep_layers prunes in distill)

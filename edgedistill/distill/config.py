@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgedistill.config import require
+from edgedistill.config import registered, require
 
 # Losses that compare the student's distribution with the teacher's, so they need teacher logits
 # (the teacher in memory) or a top-k cache. `sft` only needs the teacher's text.
@@ -100,7 +100,7 @@ class DistillConfig:
     def __post_init__(self):
         from edgedistill.distill.losses import LOSSES
 
-        require(self.loss in LOSSES, "loss", f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES.names())}")
+        registered(self.loss, "loss", LOSSES)
         require(bool(self.data), "data", "give the training data JSONL (--data)")
         require(bool(self.out), "out", "give an output directory (--out)")
         require(0.0 <= self.alpha <= 1.0, "alpha", f"must be within [0, 1], got {self.alpha}")

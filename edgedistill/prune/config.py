@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgedistill.config import one_of, require
+from edgedistill.config import one_of, registered, require
 from edgedistill.errors import ConfigError
 
 VOCAB_MODES = ("full", "data")
@@ -80,7 +80,7 @@ class PruneConfig:
                     f"{self.num_key_value_heads} does not divide num_attention_heads={self.num_attention_heads}")
         from edgedistill.tasks import TASKS
 
-        require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
+        registered(self.task, "task", TASKS)
 
     @property
     def prunes_width(self) -> bool:
