@@ -40,7 +40,7 @@ class BenchConfig:
     min_reps: int = field(default=3, metadata={"help": "At least this many recorded samples per run."})
     min_duration_s: float = field(default=2.0, metadata={"help": "Keep sampling until the recorded samples took this many seconds."})
     max_reps: int = field(default=20, metadata={"help": "At most this many recorded samples per run."})
-    cv_threshold: float = field(default=0.10, metadata={"help": "Flag a run whose decode tokens/s coefficient of variation exceeds this."})
+    cv_threshold: float = field(default=0.10, metadata={"help": "Flag a run whose decode tokens/s or TTFT coefficient of variation exceeds this."})
     mode: str = field(default="emulate", metadata={"help": "emulate: on this host with the profile's threads and memory budget; device: on the device via its transport.", "choices": ("emulate", "device")})
     threads: int | None = field(default=None, metadata={"help": "Override the profile's thread count."})
     enforce_memory: bool = field(default=True, metadata={"help": "Enforce the profile's memory budget on the run (emulate mode)."})
