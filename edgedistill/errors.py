@@ -7,6 +7,9 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class EdgeDistillError(Exception):
     """A problem with the user's input or environment, with a message that says what to do.
@@ -36,6 +39,11 @@ class VerificationError(EdgeDistillError):
     exit_code = 3
 
 
-def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
-    """'unknown X' messages always list what is valid."""
-    return ", ".join(sorted(known)) or "(none)"
+def did_you_mean(name: str, known: Iterable[str], label: str | None = "valid") -> str:
+    """The tail of every 'unknown X' message: what is valid (in the order given), then the closest valid
+    name when ``name`` looks like a typo of it: "valid: q4_k_m, q8_0; did you mean 'q4_k_m'?"."""
+    known = [str(k) for k in known]
+    # 0.8: catches a dropped, doubled or swapped letter (onx, gguff, q4_k_n) without offering 'math' for 'chat'
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.8)
+    listed = ", ".join(known) or "(none)"
+    return (f"{label}: {listed}" if label else listed) + (f"; did you mean {close[0]!r}?" if close else "")

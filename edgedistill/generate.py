@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgedistill.atomic import JsonlAppender, check_writable_file, read_jsonl_records
-from edgedistill.config import require, to_dict
+from edgedistill.config import registered, require, to_dict
 from edgedistill.data import load_records
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.tasks import TASKS, Task
@@ -49,7 +49,7 @@ class GenerateConfig:
             self.sampling = SamplingConfig(**self.sampling)
         require(bool(self.data), "data", "give the prompts file (--data)")
         require(bool(self.out), "out", "give the output file (--out)")
-        require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
+        registered(self.task, "task", TASKS)
         require(self.limit is None or self.limit >= 1, "limit", f"must be >= 1, got {self.limit}")
         if self.sampling.stop is None:  # the task's default, recorded in every output line
             self.sampling.stop = list(TASKS.get(self.task).stop)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -36,9 +37,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgedistill.atomic import atomic_write_json
-from edgedistill.config import from_dict, load_yaml, require
-from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.config import from_dict, load_yaml, registered, require
+from edgedistill.errors import ConfigError, EdgeDistillError, did_you_mean
+from edgedistill.registry import Registry
 
+# The stages a recipe may name, in the order they run; each is registered below (@stage).
 STAGES = ("generate", "prune", "distill", "export", "eval", "bench")
 STATE_FILE = "state.json"
 
@@ -108,9 +111,9 @@ class Recipe:
         if isinstance(self.data, str):
             self.data = DataSpec(train=self.data)
         require(isinstance(self.student, StudentSpec), "student", "give {path: ...} or {keep_layers: [...]}")
-        require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
-        bad = [s for s in self.stages if s not in STAGES]
-        require(not bad, "stages", f"unknown stage(s) {', '.join(bad)}; valid: {', '.join(STAGES)}")
+        registered(self.task, "task", TASKS)
+        for name in self.stages:
+            require(name in STAGES, "stages", f"unknown stage {name!r}; {did_you_mean(str(name), STAGES)}")
         if self.student.prune is None:  # nothing to prune: the stage has no work (keep_layers prunes in distill)
             self.stages = [s for s in self.stages if s != "prune"]
         for name in ("generate", "distill", "export", "eval", "bench", "quick"):
@@ -214,37 +217,49 @@ def _prune_settings(recipe: Recipe, where: str, teacher_path: str, layout: Layou
     return {**derived, **own}
 
 
-def _stage_class(stage: str):
-    """The settings class and library function of a stage (imported lazily)."""
-    try:
-        if stage == "generate":
-            from edgedistill.generate import GenerateConfig, generate
+@dataclass
+class Stage:
+    """One step of a recipe: its name, the stages whose outputs it reads (``needs``), its settings class
+    and library function ("module:attr", imported only when the stage is used), how it runs inside a
+    recipe (``run(plan, log) -> outputs``) and the keys of the outputs it records in state.json."""
 
-            return GenerateConfig, generate
-        if stage == "prune":
-            from edgedistill.prune import PruneConfig, prune
+    name: str
+    settings: str
+    function: str
+    run: Callable[[Plan, Callable[[str], None]], dict]
+    needs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
 
-            return PruneConfig, prune
-        if stage == "distill":
-            from edgedistill.distill import distill
-            from edgedistill.distill.config import DistillConfig
+    def _load(self, ref: str):
+        module, _, attr = ref.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            raise EdgeDistillError(f"stage {self.name!r} is not available in this installation: {exc}") from None
 
-            return DistillConfig, distill
-        if stage == "export":
-            from edgedistill.export import ExportConfig, export
+    def settings_class(self) -> type:
+        return self._load(self.settings)
 
-            return ExportConfig, export
-        if stage == "eval":
-            from edgedistill.eval import EvalConfig, evaluate
+    def library_function(self) -> Callable:
+        return self._load(self.function)
 
-            return EvalConfig, evaluate
-        if stage == "bench":
-            from edgedistill.bench import BenchConfig, bench
 
-            return BenchConfig, bench
-    except ImportError as exc:
-        raise EdgeDistillError(f"stage {stage!r} is not available in this installation: {exc}") from None
-    raise ConfigError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+STAGE_REGISTRY: Registry[Stage] = Registry("stage")
+
+
+def stage(name: str, settings: str, function: str, needs: tuple[str, ...] = (), outputs: tuple[str, ...] = ()):
+    """Register the decorated ``run(plan, log)`` as the recipe stage ``name``."""
+
+    def register(run: Callable) -> Callable:
+        STAGE_REGISTRY.register(name, Stage(name, settings, function, run, needs, outputs))
+        return run
+
+    return register
+
+
+def _library(name: str) -> Callable:
+    """The library function of stage ``name`` (imported now)."""
+    return STAGE_REGISTRY.get(name).library_function()
 
 
 class Plan:
@@ -283,7 +298,7 @@ class Plan:
 
     def config(self, stage: str, **late: Any):
         """Build the stage's settings dataclass (``late``: inputs known only after earlier stages ran)."""
-        cls, _ = _stage_class(stage)
+        cls = STAGE_REGISTRY.get(stage).settings_class()
         values = dict(self.settings[stage])
         values.update(late)
         return from_dict(cls, values, where=f"{self.where} [{stage}]")
@@ -389,7 +404,7 @@ def run_recipe(path: str | Path, quick: bool = False, from_stage: str | None = N
         atomic_write_json(L.state, state)
         t0 = time.perf_counter()
         try:
-            outputs = STAGE_RUNNERS[stage](plan, log)
+            outputs = STAGE_REGISTRY.get(stage).run(plan, log)
         except BaseException as exc:  # record why it stopped, so state.json never claims "running" after
             failed = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             state["stages"][stage].update(status=failed, error=getattr(exc, "message", None) or repr(exc),
@@ -421,25 +436,29 @@ def _need(path: Path, stage: str, made_by: str) -> None:
         )
 
 
+@stage("generate", "edgedistill.generate:GenerateConfig", "edgedistill.generate:generate", outputs=("data",))
 def _run_generate(plan: Plan, log) -> dict:
     cfg = plan.config("generate")
-    _, fn = _stage_class("generate")
-    summary = fn(cfg)
+    summary = _library("generate")(cfg)
     for line in summary.lines() if hasattr(summary, "lines") else [str(summary)]:
         log(f"  {line}")
     return {"data": cfg.out}
 
 
+@stage("prune", "edgedistill.prune:PruneConfig", "edgedistill.prune:prune", needs=("generate",),
+       outputs=("student", "report"))
 def _run_prune(plan: Plan, log) -> dict:
     if "generate" in plan.recipe.stages:
         _need(plan.layout.generated, "prune", "generate")
     cfg = plan.config("prune")
-    report = _stage_class("prune")[1](cfg, log=lambda s: log(f"  {s}"))
+    report = _library("prune")(cfg, log=lambda s: log(f"  {s}"))
     for line in report.lines():
         log(f"  {line}")
     return {"student": cfg.out, "report": str(plan.layout.pruned / "prune.json")}
 
 
+@stage("distill", "edgedistill.distill.config:DistillConfig", "edgedistill.distill:distill",
+       needs=("generate", "prune"), outputs=("student_before", "student"))
 def _run_distill(plan: Plan, log) -> dict:
     L = plan.layout
     _need(L.generated, "distill", "generate")
@@ -456,19 +475,19 @@ def _run_distill(plan: Plan, log) -> dict:
         prune_layers(plan.teacher, keep, L.pruned)
         atomic_write_json(marker, wanted)
     cfg = plan.config("distill", overwrite=True)  # students/distilled is the recipe's own directory
-    _, fn = _stage_class("distill")
-    summary = fn(cfg)
+    summary = _library("distill")(cfg)
     for line in (summary.describe() if hasattr(summary, "describe") else str(summary)).splitlines():
         log(f"  {line}")
     return {"student_before": plan.student_before, "student": cfg.out}
 
 
+@stage("export", "edgedistill.export:ExportConfig", "edgedistill.export:export", needs=("distill",),
+       outputs=("artifacts",))
 def _run_export(plan: Plan, log) -> dict:
     L = plan.layout
     _need(L.distilled / "config.json", "export", "distill")
     cfg = plan.config("export")
-    _, fn = _stage_class("export")
-    result = fn(cfg)
+    result = _library("export")(cfg)
     if hasattr(result, "summary"):
         for line in result.summary().splitlines():
             log(f"  {line}")
@@ -507,13 +526,16 @@ def _eval_models(plan: Plan) -> tuple[list[str], list[str]]:
     return models, names
 
 
+@stage("eval", "edgedistill.eval:EvalConfig", "edgedistill.eval:evaluate", needs=("distill", "export"),
+       outputs=("report", "markdown"))
 def _run_eval(plan: Plan, log) -> dict:
     models, names = _eval_models(plan)
     cfg = plan.config("eval", models=models, names=names)
-    report = _stage_class("eval")[1](cfg)
+    report = _library("eval")(cfg)
     return {"report": report.files.get("json"), "markdown": report.files.get("markdown")}
 
 
+@stage("bench", "edgedistill.bench:BenchConfig", "edgedistill.bench:bench", needs=("export",), outputs=("reports",))
 def _run_bench(plan: Plan, log) -> dict:
     L = plan.layout
     arts = [str(a) for a in artifact_dirs(L.artifacts)] if "export" in plan.recipe.stages else []
@@ -525,22 +547,12 @@ def _run_bench(plan: Plan, log) -> dict:
     if Path(plan.teacher).exists():
         arts.append(plan.teacher)
     cfg = plan.config("bench", artifacts=arts)
-    report = _stage_class("bench")[1](cfg)
+    report = _library("bench")(cfg)
     if hasattr(report, "summary"):
         for line in report.summary().splitlines():
             log(f"  {line}")
     results = L.bench / "results.jsonl"
     return {"reports": [str(results)] if results.exists() else []}
-
-
-STAGE_RUNNERS = {
-    "generate": _run_generate,
-    "prune": _run_prune,
-    "distill": _run_distill,
-    "export": _run_export,
-    "eval": _run_eval,
-    "bench": _run_bench,
-}
 
 
 def shipped_artifact(plan: Plan) -> Path | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from edgedistill.errors import EdgeDistillError
+from edgedistill.errors import EdgeDistillError, did_you_mean
 
 T = TypeVar("T")
 
@@ -47,9 +47,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise EdgeDistillError(
-                f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}"
-            ) from None
+            raise EdgeDistillError(f"unknown {self.kind} {name!r}; {did_you_mean(str(name), self.names())}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

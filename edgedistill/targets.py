@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.errors import ConfigError, EdgeDistillError, did_you_mean
 from edgedistill.packaged_models import cache_root
 from edgedistill.runtime_registry import RUNTIMES as RUNTIME_SPECS
 from edgedistill.runtime_registry import runtime_for_format
@@ -333,7 +333,7 @@ def load_target(name: str, targets_dir: str | os.PathLike | None = None) -> Targ
     if name not in files:
         dirs = ", ".join(str(d) for d in targets_dirs(targets_dir))
         raise EdgeDistillError(
-            f"unknown target {name!r}; known targets: {', '.join(sorted(files)) or '(none)'}",
+            f"unknown target {name!r}; {did_you_mean(str(name), sorted(files), label='known targets')}",
             hint=f"profiles are looked up in {dirs}; add NAME.yaml to one of them or pass --targets-dir",
         )
     return load_target_file(files[name])

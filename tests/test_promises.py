@@ -336,7 +336,7 @@ def test_a_failed_recipe_stage_is_recorded(tmp_path, tiny_llama, monkeypatch):
     def fail(plan, log):
         raise DataError("p.jsonl:1: a clean error")
 
-    monkeypatch.setitem(R.STAGE_RUNNERS, "generate", fail)
+    monkeypatch.setattr(R.STAGE_REGISTRY.get("generate"), "run", fail)
     (tmp_path / "p.jsonl").write_text(json.dumps({"id": "a", "prompt": "hi"}) + "\n")
     out = tmp_path / "run"
     path = tmp_path / "r.yaml"

@@ -101,7 +101,7 @@ def test_resume_after_a_failed_stage_and_rerun_on_changed_settings(workdir, monk
     def fail(plan, log):
         raise RuntimeError("killed")
 
-    monkeypatch.setitem(R.STAGE_RUNNERS, "eval", fail)
+    monkeypatch.setattr(R.STAGE_REGISTRY.get("eval"), "run", fail)
     with pytest.raises(RuntimeError, match="killed"):
         R.run_recipe(path, log=lambda s: None)
     state = json.loads((out / "state.json").read_text())
@@ -182,10 +182,10 @@ def test_pruned_student_is_rebuilt_when_keep_layers_change(workdir, monkeypatch)
         (Path(cfg.out) / "config.json").write_text("{}")
         return "trained"
 
-    real_stage_class = R._stage_class
+    import edgedistill.distill as distill_pkg
+
     monkeypatch.setattr(student_mod, "prune_layers", fake_prune)
-    monkeypatch.setattr(R, "_stage_class", lambda s: (real_stage_class(s)[0], fake_distill)
-                        if s == "distill" else real_stage_class(s))
+    monkeypatch.setattr(distill_pkg, "distill", fake_distill)
     gen = workdir.tmp / "out" / "generate" / "teacher.jsonl"
     gen.parent.mkdir(parents=True)
     gen.write_text('{"id": "a", "prompt": "p", "response": "r"}\n')
@@ -212,3 +212,39 @@ def test_shipped_artifact_is_the_first_export_artifact_unless_named(workdir, tmp
     assert R.shipped_artifact(plan_of(path)).name == "s-gguf-q4_k_m"
     path = workdir({"export": {"artifacts": ["onnx:int4"]}}, ship="gguf:q8_0", **stages)
     assert R.shipped_artifact(plan_of(path)) is None
+
+
+# -- the stage registry ------------------------------------------------------------------------------
+
+
+def test_every_stage_of_the_schema_is_registered():
+    import dataclasses
+
+    assert sorted(R.STAGES) == R.STAGE_REGISTRY.names()
+    for name in R.STAGES:
+        stage = R.STAGE_REGISTRY.get(name)
+        assert stage.name == name and callable(stage.run) and stage.outputs
+        # its settings class and function import, and the class is a settings dataclass
+        assert dataclasses.is_dataclass(stage.settings_class()) and callable(stage.library_function())
+
+
+def test_a_stage_needs_only_stages_that_run_before_it():
+    for i, name in enumerate(R.STAGES):
+        for need in R.STAGE_REGISTRY.get(name).needs:
+            assert need in R.STAGES[:i], (name, need)
+
+
+def test_the_cli_offers_every_registered_stage():
+    from edgedistill.cli import run_cmd
+
+    from_stage = next(p for p in run_cmd.params if p.name == "from_stage")
+    assert list(from_stage.type.choices) == list(R.STAGES)
+
+
+def test_unknown_stage_or_task_suggests_the_near_one(workdir):
+    with pytest.raises(ConfigError, match=r"unknown stage 'distil'; valid: generate, .*; did you mean 'distill'\?"):
+        R.load_recipe(workdir(stages=["generate", "distil"]))
+    with pytest.raises(ConfigError, match=r"unknown task 'summarisation'; .*did you mean 'summarization'\?"):
+        R.load_recipe(workdir(task="summarisation"))
+    with pytest.raises(EdgeDistillError, match="unknown stage 'evl'; valid: .*did you mean 'eval'"):
+        R.STAGE_REGISTRY.get("evl")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgedistill.config import require
+from edgedistill.config import registered, require
 
 # Losses that compare the student's distribution with the teacher's, so they need teacher logits
 # (the teacher in memory) or a top-k cache. `sft` only needs the teacher's text.
@@ -50,7 +50,7 @@ class DistillConfig:
                                                              "are cut at the end."})
     loss_chunk_tokens: int | None = field(
         default=None, metadata={"help": "Response positions per chunk when applying the LM head + loss (bounds "
-                                        "logits memory). None: as many as fit 64M logits (256 MB in fp32): 256 "
+                                        "logits memory). Unset (the default): as many as fit 64M logits (256 MB in fp32): 256 "
                                         "positions for a 262k vocabulary, 2048 for 32k."})
     teacher_topk: int | None = field(
         default=None,
@@ -62,7 +62,8 @@ class DistillConfig:
     init_from_teacher: bool = field(default=False, metadata={"help": "Build the student as a layer-pruned copy "
                                                                      "of the teacher."})
     keep_layers: list[int] | None = field(default=None, metadata={"help": "Teacher layers kept by "
-                                                                          "init_from_teacher, e.g. [0, 3, 6]."})
+                                                                          "init_from_teacher, e.g. 0,3,6 (a YAML "
+                                                                          "list or a comma-separated string)."})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank (0 = full fine-tuning). The saved model is "
                                                      "merged."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
@@ -99,7 +100,7 @@ class DistillConfig:
     def __post_init__(self):
         from edgedistill.distill.losses import LOSSES
 
-        require(self.loss in LOSSES, "loss", f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES.names())}")
+        registered(self.loss, "loss", LOSSES)
         require(bool(self.data), "data", "give the training data JSONL (--data)")
         require(bool(self.out), "out", "give an output directory (--out)")
         require(0.0 <= self.alpha <= 1.0, "alpha", f"must be within [0, 1], got {self.alpha}")

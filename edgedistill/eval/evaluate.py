@@ -74,7 +74,7 @@ class EvalConfig:
         "help": "Score reference perplexity and teacher top-1 agreement (one forward pass per record)."})
     last_logits_perplexity: str = field(default="skip", metadata={
         "help": "For runtimes returning last-position logits only: skip (report n/a) or incremental "
-                "(one call per reference token)."})
+                "(one call per reference token).", "choices": ("skip", "incremental")})
     threads: int | None = field(default=None, metadata={"help": "CPU threads per runtime (default: runtime's)."})
     bench: list[str] | None = field(default=None, metadata={
         "help": "Bench report JSON files whose latency / memory replace the light measurements of eval."})

@@ -52,7 +52,7 @@ class ExportOptions:
     int4_accuracy_level: int | None = field(
         default=None,
         metadata={"help": "MatMulNBits accuracy_level (0 = fp32 compute; 4 = int8 compute, faster, less exact); "
-                          "None: 4 for int4 (its 4-bit weight error dominates, so level 4 costs no measured "
+                          "unset: 4 for int4 (its 4-bit weight error dominates, so level 4 costs no measured "
                           "accuracy and decodes 2-3x faster) and 0 for ort-genai's int8 (where level 4 doubles KL)."},
     )
     int4_embeddings: bool = field(
@@ -64,13 +64,15 @@ class ExportOptions:
     imatrix: Path | None = field(default=None, metadata={"help": "llama.cpp importance matrix file for K-quants."})
     int4_algorithm: str = field(default="rtn", metadata={
         "help": "onnx:int4 weight rounding by onnxruntime's MatMulNBitsQuantizer: rtn (round to nearest, "
-                "symmetric), hqq or k_quant (data-free scale searches); see benchmarks/onnx_int4_algos.py."})
-    opset: int | None = field(default=None, metadata={"help": "ONNX opset (None: exporter default)."})
+                "symmetric), hqq or k_quant (data-free scale searches); see benchmarks/onnx_int4_algos.py.",
+        "choices": INT4_ALGORITHMS})
+    opset: int | None = field(default=None, metadata={"help": "ONNX opset (unset: the exporter's default)."})
     onnx_exporter: str = field(
         default="builder",
         metadata={"help": "What writes the onnx format's float graph: 'builder' (onnxruntime-genai's model builder: "
                           "fused attention and norms, the fast graph) or 'optimum' (optimum-onnx's graph, needs "
-                          "the `optimum` extra and a transformers it accepts, i.e. 4.x)."},
+                          "the `optimum` extra and a transformers it accepts, i.e. 4.x).",
+                  "choices": ("builder", "optimum")},
     )
 
     def accuracy_level(self, quant: str) -> int:

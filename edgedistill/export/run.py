@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Callable
 
 from edgedistill.atomic import apply_umask, atomic_dir, check_output_dir, clean_partials
-from edgedistill.config import require, to_dict
-from edgedistill.errors import EdgeDistillError, VerificationError
+from edgedistill.config import registered, require, to_dict
+from edgedistill.errors import EdgeDistillError, VerificationError, did_you_mean
 from edgedistill.export.formats import FORMATS, ExportOptions
 from edgedistill.export.manifest import build_manifest, write_manifest
 from edgedistill.vocab_map import copy_vocab_map
@@ -139,7 +139,7 @@ class ExportConfig:
         if self.eval_data or self.task:
             require(bool(self.eval_data), "eval_data", "--task needs --eval-data FILE (held-out records)")
             require(bool(self.task), "task", f"--eval-data needs --task; valid: {', '.join(TASKS.names())}")
-            require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
+            registered(self.task, "task", TASKS)
             require(self.verify, "eval_data", "the task check is part of verification; drop --no-verify")
 
     def planned(self) -> list[tuple[str, str]]:
@@ -314,7 +314,7 @@ def check_request(source: SourceModel, fmt_name: str, quant: str) -> None:
     fmt = FORMATS.get(fmt_name)
     if quant not in fmt.quants:
         raise EdgeDistillError(
-            f"quantization {quant!r} is not available for format {fmt_name}; valid: {', '.join(fmt.quants)}"
+            f"quantization {quant!r} is not available for format {fmt_name}; {did_you_mean(quant, fmt.quants)}"
         )
     if source.model_type not in fmt.supported_architectures:
         raise EdgeDistillError(

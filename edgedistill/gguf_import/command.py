@@ -16,7 +16,8 @@ from edgedistill.gguf_import.importer import DTYPES, IMPORT_MARKERS, import_gguf
 class ImportGGUFConfig:
     gguf: str = field(default="", metadata={"help": "The .gguf file to import (or package:NAME of a packaged model)."})
     out: str = field(default="", metadata={"help": "Output Hugging Face model directory."})
-    dtype: str = field(default="float32", metadata={"help": "dtype of the saved weights: float32 (exact), bfloat16, float16."})
+    dtype: str = field(default="float32", metadata={"help": "dtype of the saved weights: float32 (exact), bfloat16, float16.",
+                                                            "choices": DTYPES})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --out directory."})
     verify: bool = field(default=False, metadata={"help": "Compare with llama.cpp on the same file afterwards "
                                                           "(tokenization and next-token KL); needs llama-cpp-python."})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgedistill.config import one_of, require
+from edgedistill.config import one_of, registered, require
 from edgedistill.errors import ConfigError
 
 VOCAB_MODES = ("full", "data")
@@ -33,7 +33,7 @@ class PruneConfig:
     task: str = field(default="conversation", metadata={
         "help": "Task whose template turns plain prompts into messages (as `generate` does)."})
     keep_layers: list[int] | None = field(default=None, metadata={
-        "help": "Teacher blocks to keep, in order, e.g. [0, 1, 5, 11, 16, 17]."})
+        "help": "Teacher blocks to keep, in order, e.g. 0,1,5,11,16,17 (a YAML list or a comma-separated string)."})
     num_layers: int | None = field(default=None, metadata={
         "help": "Keep this many blocks, chosen by block influence on the calibration data."})
     hidden_size: int | None = field(default=None, metadata={
@@ -43,7 +43,8 @@ class PruneConfig:
     num_key_value_heads: int | None = field(default=None, metadata={
         "help": "Key/value heads (GQA groups) to keep per block; must divide num_attention_heads."})
     vocab: str = field(default="full", metadata={
-        "help": "full: keep the teacher's vocabulary; data: keep the tokens the calibration data need."})
+        "help": "full: keep the teacher's vocabulary; data: keep the tokens the calibration data need.",
+        "choices": VOCAB_MODES})
     vocab_size: int | None = field(default=None, metadata={
         "help": "With vocab=data: cap the vocabulary at N tokens (most frequent first)."})
     calibration_records: int = field(default=64, metadata={
@@ -79,7 +80,7 @@ class PruneConfig:
                     f"{self.num_key_value_heads} does not divide num_attention_heads={self.num_attention_heads}")
         from edgedistill.tasks import TASKS
 
-        require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
+        registered(self.task, "task", TASKS)
 
     @property
     def prunes_width(self) -> bool:
