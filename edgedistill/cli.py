@@ -100,6 +100,7 @@ def _stop_option(stop: tuple[str, ...], no_stop: bool) -> list[str] | None:
               help="Stop sequence (repeatable): an answer ends before it. Default: the task's (summarization: "
                    "a blank line). Backslash escapes such as \\n are understood.")
 @click.option("--no-stop", is_flag=True, help="No stop sequences, not even the task's default.")
+@setting(SamplingConfig, "plain_cue", metavar="TEXT")
 @setting(TeacherConfig, "batch_size")
 @setting(TeacherConfig, "concurrency")
 @setting(TeacherConfig, "n_threads", "--threads")
@@ -112,7 +113,7 @@ def _stop_option(stop: tuple[str, ...], no_stop: bool) -> list[str] | None:
 @friendly_errors
 def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, out, task, prompt_field,
                  reference_field, split, limit, temperature, top_p, max_new_tokens, seed, top_logprobs,
-                 stop, no_stop, batch_size, concurrency, n_threads, n_ctx, timeout_s, max_retries, device, overwrite,
+                 stop, no_stop, plain_cue, batch_size, concurrency, n_threads, n_ctx, timeout_s, max_retries, device, overwrite,
                  progress):
     """Have a teacher answer every prompt in --data, writing synthetic training data to --out.
 
@@ -134,7 +135,7 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
         device=device, n_threads=n_threads, n_ctx=n_ctx,
     )
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
-                              top_logprobs=top_logprobs, stop=_stop_option(stop, no_stop))
+                              top_logprobs=top_logprobs, stop=_stop_option(stop, no_stop), plain_cue=plain_cue)
     config = GenerateConfig(
         data=data, out=out, teacher=teacher, task=task, sampling=sampling, prompt_field=prompt_field,
         reference_field=reference_field, split=split, limit=limit, overwrite=overwrite, progress=progress,
@@ -605,6 +606,7 @@ def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
 @click.option("--stop", "stop", multiple=True, metavar="TEXT",
               help="Stop sequence (repeatable): an output ends before it. Default: the task's.")
 @click.option("--no-stop", is_flag=True, help="No stop sequences, not even the task's default.")
+@setting(EvalConfig, "plain_cue", metavar="TEXT")
 @setting(EvalConfig, "batch_size")
 @setting(EvalConfig, "last_logits_perplexity")
 @setting(EvalConfig, "bench", "--bench", dest="bench_reports", metavar="FILE")
@@ -614,7 +616,7 @@ def import_gguf_cmd(gguf_file, out, dtype, overwrite, verify, verify_strings):
 @setting(EvalConfig, "verify_hashes")
 @friendly_errors
 def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_tokens, perplexity, stop, no_stop,
-             batch_size, last_logits_perplexity, bench_reports, threads, prompt_field, reference_field,
+             plain_cue, batch_size, last_logits_perplexity, bench_reports, threads, prompt_field, reference_field,
              verify_hashes):
     """Score models and exported artifacts on a test set, each through its own runtime.
 
@@ -641,7 +643,7 @@ def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_token
     config = EvalConfig(
         models=[resolve(m) for m in models], data=data, task=task, teacher=resolve(teacher) if teacher else None,
         names=list(names) or None, out=out, max_records=max_records, max_new_tokens=max_new_tokens,
-        perplexity=perplexity, stop=_stop_option(stop, no_stop), batch_size=batch_size,
+        perplexity=perplexity, stop=_stop_option(stop, no_stop), plain_cue=plain_cue, batch_size=batch_size,
         last_logits_perplexity=last_logits_perplexity,
         bench=list(bench_reports) or None, threads=threads, prompt_field=prompt_field,
         reference_field=reference_field, verify_hashes=verify_hashes,
