@@ -3,6 +3,7 @@ Gemma 3 270M file (found the documented way), and user directories isolated from
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -22,6 +23,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tests that need their own cache still monkeypatch EDGEDISTILL_CACHE. The real Gemma file is read
 # through $EDGEDISTILL_GEMMA_GGUF (read-only; see the gemma_gguf fixture).
 ISOLATED_ROOT = Path(tempfile.mkdtemp(prefix="edgedistill-tests-"))
+# removed at exit even when no test ran (a nested `pytest -m cuda` on a CPU skips all of its tests
+# before any fixture is set up); it can hold the 253 MB Gemma file assembled by gemma_gguf
+atexit.register(shutil.rmtree, ISOLATED_ROOT, True)
 ISOLATED_DIRS = {"HOME": "home", "XDG_CONFIG_HOME": "home/.config", "XDG_CACHE_HOME": "home/.cache",
                  "EDGEDISTILL_CACHE": "home/.cache/edgedistill"}
 for _var, _sub in ISOLATED_DIRS.items():
@@ -80,13 +84,11 @@ def isolated_user_dirs():
     """The temp directory that stands for HOME, the XDG directories and the edgedistill cache.
 
     At the end of the session it is checked that nothing pointed them elsewhere for good (a test that set
-    them without monkeypatch would leak its value into later tests), then removed: it can hold the 253 MB
-    Gemma file assembled by the ``gemma_gguf`` fixture.
+    them without monkeypatch would leak its value into later tests and past the isolation).
     """
     yield ISOLATED_ROOT
     leaked = {var: os.environ.get(var) for var, sub in ISOLATED_DIRS.items()
               if os.environ.get(var) != str(ISOLATED_ROOT / sub)}
-    shutil.rmtree(ISOLATED_ROOT, ignore_errors=True)
     assert not leaked, f"tests changed {leaked} without monkeypatch"
 
 
