@@ -85,7 +85,7 @@ RESUME_MAY_CHANGE = {"resume", "stop_at_step", "out", "work_dir", "rank_checksum
 KEEP_CHECKPOINTS = 2
 
 # Texts tokenized by both tokenizers before logit KD: enough of the data to catch a tokenizer that splits
-# the same vocabulary differently, few enough that the check costs well under a second at start-up.
+# the same vocabulary differently, without tokenizing a large data set twice before training starts.
 VOCAB_CHECK_RESPONSES = 64
 VOCAB_CHECK_PROMPTS = 16
 
