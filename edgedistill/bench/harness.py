@@ -184,11 +184,37 @@ def _cpus_for(threads: int) -> tuple[int, list[int] | None, str | None]:
 
 # -- the benchmark -----------------------------------------------------------------------------------
 def bench(config: BenchConfig) -> BenchReport:
-    from edgedistill.bench.projection import model_shape, project, static_fit
     from edgedistill.bench.report import write_reports
-    from edgedistill.bench.transports import make_transport
 
     # Everything that can be wrong with the input is checked before the first (slow) run.
+    artifacts, targets, shapes = _check_inputs(config)
+    host, targets, host_target = _probe_host(config, targets)
+    jobs = [(a, t, n) for a in artifacts for t in targets for n in config.prompt_lens]
+    rows: list[dict] = []
+    samples: list[dict] = []
+    bar = _progress(len(jobs), config.progress)
+    transports: dict = {}  # one per target in device mode, so an artifact is copied to a device once
+    for art, target, prompt_len in jobs:
+        bar.set_description(f"{art.name} @ {target.name} p{prompt_len}")
+        if prompt_len == config.prompt_lens[0]:  # projections do not depend on the prompt length
+            rows.extend(_projected_rows(config, art, target, shapes[art.path]))
+        row, result = _run_job(config, art, target, prompt_len, shapes[art.path], host_target, transports)
+        rows.append(row)
+        samples.extend({"artifact": art.name, "target": target.name, "prompt_len": prompt_len,
+                        "label": row["label"], "rep": i, **s} for i, s in enumerate(result.get("samples") or []))
+        bar.update(1)
+    bar.close()
+    report = BenchReport(rows=rows, samples=samples, host=host)
+    if config.out:
+        report.out_dir = Path(config.out)
+        report.files = write_reports(report, Path(config.out), to_dict(config))
+    return report
+
+
+def _check_inputs(config: BenchConfig) -> tuple[list[Artifact], list[TargetProfile], dict]:
+    """Artifacts (hashes verified), output dir, targets, runtimes and model shapes, all checked up front."""
+    from edgedistill.bench.projection import model_shape
+
     artifacts = [detect_artifact(a) for a in config.artifacts]
     if config.verify_hashes:
         for art in artifacts:
@@ -212,7 +238,11 @@ def bench(config: BenchConfig) -> BenchReport:
             if t.transport.kind == "none":
                 raise EdgeDistillError(f"target {t.name} has no transport (transport.kind: none); it cannot run in device mode",
                                        hint="use --mode emulate for it")
+    return artifacts, targets, shapes
 
+
+def _probe_host(config: BenchConfig, targets: list[TargetProfile]):
+    """(host probe or None, targets with ``auto`` figures filled in, the host profile when probed)."""
     host = None
     if config.probe_host and config.mode == "emulate":
         from edgedistill.bench.bandwidth import host_probe
@@ -222,78 +252,87 @@ def bench(config: BenchConfig) -> BenchReport:
     host_target = None
     if host is not None:
         host_target = _with_host_probe(load_target("host", config.targets_dir), host)
+    return host, targets, host_target
 
-    jobs = [(a, t, n) for a in artifacts for t in targets for n in config.prompt_lens]
-    rows: list[dict] = []
-    samples: list[dict] = []
-    bar = _progress(len(jobs), config.progress)
-    transports: dict = {}
-    for art, target, prompt_len in jobs:
-        shape = shapes[art.path]
-        size = art.size_bytes()
-        base = {"artifact": art.name, "artifact_path": str(art.path), "format": art.format, "runtime": art.runtime,
-                "target": target.name, "prompt_len": prompt_len, "gen_len": config.gen_len,
-                "artifact_mb": size / 2**20, "params": shape.params}
-        bar.set_description(f"{art.name} @ {target.name} p{prompt_len}")
-        if prompt_len == config.prompt_lens[0]:
-            proj = project(shape, target)
-            fit = static_fit(shape, target, size)
-            rows.append({**base, "prompt_len": None, "label": "projected", "status": "fits" if fit.fits else "does-not-fit",
-                         "decode_tps": proj.decode_ceiling_tps, "prefill_tps": proj.prefill_ceiling_tps,
-                         "context_length": proj.context_length, "kv_cache_mb": proj.kv_cache_mb,
-                         "bytes_per_token": proj.bytes_per_token, "fit": fit.explain()})
-            rows.extend(_predicted_row(base, shape, target, art.runtime, config.prompt_lens[0]))
-        label = "device" if config.mode == "device" else ("measured" if target.name == "host" else "host-emulated")
-        row = {**base, "label": label}
-        fit = static_fit(shape, target, size)
-        if config.static_check and not fit.fits:
-            row.update(status="does-not-fit", reason="static", note=fit.explain())
-            rows.append(row)
-            bar.update(1)
-            continue
-        threads = config.threads or target.threads
-        spec = {"artifact": str(art.path), "format": art.format, "main_file": str(art.main_file),
-                "prompt_len": prompt_len, "gen_len": config.gen_len, "warmup": config.warmup,
-                "min_reps": config.min_reps, "min_duration_s": config.min_duration_s, "max_reps": config.max_reps,
-                "impl": config.impl, "threads": threads, "cpus": None, "memory_budget_bytes": None}
-        if config.mode == "emulate":
-            threads, cpus, note = _cpus_for(threads)
-            spec.update(threads=threads, cpus=cpus)
-            if note:
-                row["note"] = note
-            if config.enforce_memory:
-                spec["memory_budget_bytes"] = target.memory_budget_bytes
-            transport = make_transport(_local(), config.timeout_s)
-        else:  # one transport per target, so an artifact is copied to a device once, not per prompt length
-            if target.name not in transports:
-                transports[target.name] = make_transport(target.transport, config.timeout_s)
-            transport = transports[target.name]
-        row["threads"] = threads
-        result = transport.run(spec)
-        row["status"] = result.get("status", "error")
-        if row["status"] == "does-not-fit":
-            row["reason"] = "enforced budget"
-        if result.get("error"):
-            row["error"] = result["error"]
-        row.update(summarize(result, config.cv_threshold))
-        # Measured speed against the ceiling of the hardware it ran on (this host when emulating),
-        # with the KV cache at its mean size during the decode.
-        ran_on = target if config.mode == "device" else (host_target or target)
-        if row.get("decode_tps") and ran_on.memory_bandwidth_gbs:
-            ceiling = project(shape, ran_on, context=prompt_len + config.gen_len // 2).decode_ceiling_tps
-            row.update(decode_ceiling_tps=ceiling, ceiling_of=ran_on.name,
-                       fraction_of_ceiling=row["decode_tps"] / ceiling)
-        rows.append(row)
-        for i, s in enumerate(result.get("samples") or []):
-            samples.append({"artifact": art.name, "target": target.name, "prompt_len": prompt_len, "label": label,
-                            "rep": i, **s})
-        bar.update(1)
-    bar.close()
-    report = BenchReport(rows=rows, samples=samples, host=host)
-    if config.out:
-        report.out_dir = Path(config.out)
-        report.files = write_reports(report, Path(config.out), to_dict(config))
-    return report
+
+def _base_row(config: BenchConfig, art: Artifact, target: TargetProfile, prompt_len: int, shape) -> dict:
+    return {"artifact": art.name, "artifact_path": str(art.path), "format": art.format, "runtime": art.runtime,
+            "target": target.name, "prompt_len": prompt_len, "gen_len": config.gen_len,
+            "artifact_mb": art.size_bytes() / 2**20, "params": shape.params}
+
+
+def _projected_rows(config: BenchConfig, art: Artifact, target: TargetProfile, shape) -> list[dict]:
+    """The ``projected`` row (bandwidth/GFLOP/s ceilings + static fit) and the ``predicted`` rows."""
+    from edgedistill.bench.projection import project, static_fit
+
+    base = _base_row(config, art, target, config.prompt_lens[0], shape)
+    proj = project(shape, target)
+    fit = static_fit(shape, target, art.size_bytes())
+    projected = {**base, "prompt_len": None, "label": "projected", "status": "fits" if fit.fits else "does-not-fit",
+                 "decode_tps": proj.decode_ceiling_tps, "prefill_tps": proj.prefill_ceiling_tps,
+                 "context_length": proj.context_length, "kv_cache_mb": proj.kv_cache_mb,
+                 "bytes_per_token": proj.bytes_per_token, "fit": fit.explain()}
+    return [projected, *_predicted_row(base, shape, target, art.runtime, config.prompt_lens[0])]
+
+
+def _run_job(config: BenchConfig, art: Artifact, target: TargetProfile, prompt_len: int, shape,
+             host_target: TargetProfile | None, transports: dict) -> tuple[dict, dict]:
+    """Measure one (artifact, target, prompt length) in a runner subprocess: (its row, the runner's result)."""
+    from edgedistill.bench.projection import static_fit
+
+    label = "device" if config.mode == "device" else ("measured" if target.name == "host" else "host-emulated")
+    row = {**_base_row(config, art, target, prompt_len, shape), "label": label}
+    fit = static_fit(shape, target, art.size_bytes())
+    if config.static_check and not fit.fits:
+        row.update(status="does-not-fit", reason="static", note=fit.explain())
+        return row, {}
+    spec, transport = _runner_spec(config, art, target, prompt_len, row, transports)
+    row["threads"] = spec["threads"]
+    result = transport.run(spec)
+    row["status"] = result.get("status", "error")
+    if row["status"] == "does-not-fit":
+        row["reason"] = "enforced budget"
+    if result.get("error"):
+        row["error"] = result["error"]
+    row.update(summarize(result, config.cv_threshold))
+    _add_ceiling(config, row, shape, target, host_target, prompt_len)
+    return row, result
+
+
+def _runner_spec(config: BenchConfig, art: Artifact, target: TargetProfile, prompt_len: int, row: dict,
+                 transports: dict):
+    """The runner's job description and the transport that runs it (a CPU-pinning note goes into ``row``)."""
+    from edgedistill.bench.transports import make_transport
+
+    threads = config.threads or target.threads
+    spec = {"artifact": str(art.path), "format": art.format, "main_file": str(art.main_file),
+            "prompt_len": prompt_len, "gen_len": config.gen_len, "warmup": config.warmup,
+            "min_reps": config.min_reps, "min_duration_s": config.min_duration_s, "max_reps": config.max_reps,
+            "impl": config.impl, "threads": threads, "cpus": None, "memory_budget_bytes": None}
+    if config.mode == "emulate":
+        threads, cpus, note = _cpus_for(threads)
+        spec.update(threads=threads, cpus=cpus)
+        if note:
+            row["note"] = note
+        if config.enforce_memory:
+            spec["memory_budget_bytes"] = target.memory_budget_bytes
+        return spec, make_transport(_local(), config.timeout_s)
+    if target.name not in transports:
+        transports[target.name] = make_transport(target.transport, config.timeout_s)
+    return spec, transports[target.name]
+
+
+def _add_ceiling(config: BenchConfig, row: dict, shape, target: TargetProfile, host_target: TargetProfile | None,
+                 prompt_len: int) -> None:
+    """Measured speed against the ceiling of the hardware it ran on (this host when emulating), with the
+    KV cache at its mean size during the decode."""
+    from edgedistill.bench.projection import project
+
+    ran_on = target if config.mode == "device" else (host_target or target)
+    if row.get("decode_tps") and ran_on.memory_bandwidth_gbs:
+        ceiling = project(shape, ran_on, context=prompt_len + config.gen_len // 2).decode_ceiling_tps
+        row.update(decode_ceiling_tps=ceiling, ceiling_of=ran_on.name,
+                   fraction_of_ceiling=row["decode_tps"] / ceiling)
 
 
 def _local():

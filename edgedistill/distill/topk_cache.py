@@ -32,6 +32,12 @@ from edgedistill.distill.losses import apply_head
 from edgedistill.distill.student import decoder_of, head_of, softcap_of
 
 
+# Examples per shard: the unit an interrupted first pass redoes, and of what TopKCache holds in memory
+# (about 12 MB at k=64 and 500 response tokens an example). meta.json records it and the trainer expects
+# this value, so a cache written with another size is rebuilt rather than misread.
+SHARD_EXAMPLES = 64
+
+
 def _shard_path(cache_dir: Path, i: int) -> Path:
     return cache_dir / f"shard-{i:05d}.safetensors"
 
@@ -87,7 +93,7 @@ def build_topk_cache(
     meta_extra: dict,
     pad_id: int,
     batch_size: int = 4,
-    shard_size: int = 64,
+    shard_size: int = SHARD_EXAMPLES,
     chunk: int = 256,
     device: str | torch.device = "cpu",
     autocast_dtype: torch.dtype | None = None,

@@ -1,16 +1,18 @@
 """The distillation training loop: `edgedistill.distill.distill(DistillConfig) -> DistillSummary`.
 
-One linear loop, run through ``accelerate.Accelerator`` so the same code runs single-process, under
-``accelerate launch`` or under ``torchrun`` (data-parallel; each process takes its slice of every
-global batch). Order of work:
+A small recipe class in the torchtune manner, run through ``accelerate.Accelerator`` so the same code
+runs single-process, under ``accelerate launch`` or under ``torchrun`` (data-parallel; each process
+takes its slice of every global batch). ``DistillRecipe.setup()`` does, in order:
 
 1. read + validate data, resolve models (HF dir or .gguf), check the tokenizers agree (logit KD)
 2. tokenize (chat template where the tokenizer has one), seeded train/validation split
 3. optionally build the teacher top-k cache (first pass) or load the teacher
 4. student (given, or a layer-pruned teacher copy), LoRA or full fine-tuning, AdamW, warm-up + cosine
-5. train: per step, ``gradient_accumulation_steps`` micro-batches; the loss is computed chunk by chunk
-   over response positions only; log, evaluate and checkpoint every N steps
-6. save the student atomically (merged if LoRA) with its tokenizer, training log and summary
+
+then ``train()`` is the loop: per step (``train_step``), ``gradient_accumulation_steps`` micro-batches,
+the loss computed chunk by chunk over response positions only; log, ``evaluate`` and
+``save_checkpoint`` every N steps. ``finish()`` saves the student atomically (merged if LoRA) with its
+tokenizer, training log and summary.
 
 Resuming: the data order of every epoch is a permutation seeded by (seed, epoch), and a checkpoint holds
 the weights, the optimizer and scheduler states and the RNG states, so a resumed run repeats the batches
@@ -20,10 +22,8 @@ and the loss curve of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
-import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -43,6 +43,7 @@ from edgedistill.config import to_dict
 from edgedistill.distill.checkpoint import (
     DISTILL_MARKERS,
     is_same_run,
+    list_checkpoints,
     load_newest_checkpoint,
     remove_checkpoints,
     rng_state_json,
@@ -52,13 +53,19 @@ from edgedistill.distill.checkpoint import (
 from edgedistill.distill.config import DistillConfig, loss_chunk_positions
 from edgedistill.distill.data import (
     IGNORE,
-    TokenizedExample,
     collate,
     data_fingerprint,
-    epoch_order,
     load_examples,
     split_train_val,
     tokenize_examples,
+)
+from edgedistill.distill.loop_helpers import (
+    build_plan,
+    check_shared_vocab,
+    fused_adamw_ok,
+    params_checksum,
+    peak_memory_mb,
+    rank_slice,
 )
 from edgedistill.distill.losses import LOSSES, FullTeacher, LossSpec, TopKTeacher, chunked_response_loss
 from edgedistill.distill.qat import QatPhase
@@ -67,6 +74,24 @@ from edgedistill.distill.vocab_teacher import MappedTeacher, check_mapped_vocab
 from edgedistill.errors import ConfigError, DataError
 from edgedistill.models import load_tokenizer, resolve_model_dir
 from edgedistill.vocab_map import load_vocab_map
+
+# Settings that may differ between an interrupted run and its resumption (they do not change the result).
+RESUME_MAY_CHANGE = {"resume", "stop_at_step", "out", "work_dir", "rank_checksums", "eval_every", "save_every",
+                     "log_every", "cpu", "overwrite"}
+
+# Checkpoints kept on disk: the newest can be cut short (full disk, a kill while writing), and resuming
+# then falls back to the one before it (checkpoint.load_newest_checkpoint); more would only cost disk,
+# each holding the weights and AdamW's two moments (about 3x the student).
+KEEP_CHECKPOINTS = 2
+
+# Texts tokenized by both tokenizers before logit KD: enough of the data to catch a tokenizer that splits
+# the same vocabulary differently, without tokenizing a large data set twice before training starts.
+VOCAB_CHECK_RESPONSES = 64
+VOCAB_CHECK_PROMPTS = 16
+
+# The top-k first pass runs the teacher forward only (no activations kept for a backward pass), so it
+# batches at least this many examples even when training uses micro-batches of 1 or 2.
+TOPK_PASS_MIN_BATCH = 4
 
 
 @dataclass
@@ -106,69 +131,6 @@ class DistillSummary:
         )
 
 
-# --- helpers -------------------------------------------------------------------------------------------
-
-
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """CUDA max_memory_allocated on GPU; the process's peak resident set (VmHWM) on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max_memory_allocated"
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024, "process VmHWM"
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process ru_maxrss"
-
-
-def _describe_tokenizer(tok, where: Path) -> str:
-    return f"{type(tok).__name__} from {where} ({len(tok)} tokens)"
-
-
-def check_shared_vocab(student_dir: Path, teacher_dir: Path, s_tok, t_tok, sample_texts: list[str]) -> int:
-    """Number of logit rows to compare: the tokenizer's real tokens, provided both tokenizers agree.
-
-    Padded rows (e.g. 152,064 vs 151,936 in Qwen checkpoints) are never compared. A real mismatch
-    (other vocabularies, or the same text tokenized differently) is an error naming both tokenizers.
-    """
-    from transformers import AutoConfig
-
-    s_vocab, t_vocab = s_tok.get_vocab(), t_tok.get_vocab()
-    hint = "logit KD needs one vocabulary; use --loss sft (learns from the teacher's text) or a matching student"
-    if s_vocab != t_vocab:
-        only_s = sorted(set(s_vocab.items()) - set(t_vocab.items()))[:3]
-        raise ConfigError(
-            f"student tokenizer {_describe_tokenizer(s_tok, student_dir)} and teacher tokenizer "
-            f"{_describe_tokenizer(t_tok, teacher_dir)} have different vocabularies "
-            f"(e.g. student-only entries {only_s})",
-            hint=hint,
-        )
-    for text in sample_texts:
-        a = s_tok(text, add_special_tokens=False)["input_ids"]
-        b = t_tok(text, add_special_tokens=False)["input_ids"]
-        if a != b:
-            raise ConfigError(
-                f"student tokenizer {_describe_tokenizer(s_tok, student_dir)} and teacher tokenizer "
-                f"{_describe_tokenizer(t_tok, teacher_dir)} tokenize the data differently "
-                f"(text {text[:40]!r}: {a[:8]} vs {b[:8]})",
-                hint=hint,
-            )
-    n_real = len(s_tok)
-    rows = {}
-    for name, d in (("student", student_dir), ("teacher", teacher_dir)):
-        cfg = AutoConfig.from_pretrained(d)
-        cfg = getattr(cfg, "text_config", None) or cfg
-        rows[name] = cfg.vocab_size
-    if n_real > min(rows.values()):
-        raise ConfigError(
-            f"the tokenizer has {n_real} tokens but the student has {rows['student']} and the teacher "
-            f"{rows['teacher']} logit rows",
-            hint=hint,
-        )
-    return n_real
-
-
 class StudentWithLoss(torch.nn.Module):
     """The module that is data-parallel wrapped: forward = student hidden states + chunked loss.
 
@@ -204,338 +166,388 @@ class StudentWithLoss(torch.nn.Module):
         )
 
 
-# Settings that may differ between an interrupted run and its resumption (they do not change the result).
-RESUME_MAY_CHANGE = {"resume", "stop_at_step", "out", "work_dir", "rank_checksums", "eval_every", "save_every",
-                     "log_every", "cpu", "overwrite"}
-
-
-def build_plan(train_idx: list[int], cfg: DistillConfig, world: int) -> list[list[list[int]]]:
-    """steps -> micro-batches -> global example indices (each process takes its slice)."""
-    global_batch = cfg.batch_size * world
-    steps: list[list[list[int]]] = []
-    epoch = 0
-    while True:
-        order = [train_idx[j] for j in epoch_order(len(train_idx), cfg.seed, epoch)]
-        micro = [order[i:i + global_batch] for i in range(0, len(order), global_batch)]
-        for i in range(0, len(micro), cfg.gradient_accumulation_steps):
-            steps.append(micro[i:i + cfg.gradient_accumulation_steps])
-            if cfg.max_steps is not None and len(steps) >= cfg.max_steps:
-                return steps
-        epoch += 1
-        if cfg.max_steps is None and epoch >= cfg.epochs:
-            return steps
-
-
-def rank_slice(global_batch: list[int], rank: int, world: int) -> list[int]:
-    """This process's share of a global micro-batch (wrapping around so no process is left empty)."""
-    if len(global_batch) < world:
-        global_batch = (global_batch * world)[:world]
-    return global_batch[rank::world]
-
-
-def latest_checkpoint(work: Path) -> Path | None:
-    ckpts = sorted((work / "checkpoints").glob("step-*"))
-    return ckpts[-1] if ckpts else None
-
-
-def _fused_adamw_ok(params: list[torch.nn.Parameter]) -> bool:
-    """Whether torch's fused AdamW kernel (CPU and CUDA, torch >= 2.4) can update these parameters.
-
-    It updates each tensor in one pass instead of a dozen elementwise ops: on 2 CPU cores a 59M-parameter
-    step took 34 ms instead of 196 ms, a fifth of a whole distillation step at batch 2. (HF Trainer's
-    default optimizer, adamw_torch_fused, is the same kernel.)
-    """
-    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-
-
-def params_checksum(module: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
 
 # --- the run -------------------------------------------------------------------------------------------
 
 
-def distill(config: DistillConfig) -> DistillSummary:
-    """Train a student on teacher outputs as ``config`` says; returns a :class:`DistillSummary`."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
+class DistillRecipe:
+    """One distillation run: ``setup()``, ``train()``, ``finish()``; ``distill(config)`` calls the three.
 
-    cfg = config
-    started = time.perf_counter()
-    spec = LOSSES.get(cfg.loss)
-    out = Path(cfg.out)
-    work = Path(cfg.work_dir) if cfg.work_dir else out.with_name(out.name + ".work")
+    What the loop's steps share lives on the instance: the accelerator and this process's rank, the
+    tokenized examples and their split, the teacher (in memory) or its top-k cache, the wrapped model,
+    optimizer, scheduler and step plan, and the running totals the summary reports.
+    """
 
-    # 1. inputs, all checked before anything heavy happens
-    same_run = is_same_run(out, to_dict(cfg), RESUME_MAY_CHANGE)  # an earlier finish of this run is redone
-    check_output_dir(out, DISTILL_MARKERS, cfg.overwrite, same_run)  # never replace a user's directory
-    loaded = load_examples(cfg.data)
-    # the teacher is only opened when something needs it (a .gguf teacher is imported on first use)
-    needs_teacher_dir = cfg.teacher and (spec.uses_teacher_logits or cfg.init_from_teacher)
-    teacher_dir = resolve_model_dir(cfg.teacher, "teacher") if needs_teacher_dir else None
-    if not cfg.init_from_teacher:
-        student_dir = resolve_model_dir(cfg.student, "student")
+    def __init__(self, cfg: DistillConfig):
+        self.cfg = cfg
+        self.started = time.perf_counter()
+        self.spec: LossSpec = LOSSES.get(cfg.loss)
+        self.out = Path(cfg.out)
+        self.work = Path(cfg.work_dir) if cfg.work_dir else self.out.with_name(self.out.name + ".work")
+        self.teacher = None  # the teacher in memory (logit losses without a top-k cache)
+        self.topk = None  # or its top-k cache
+        self.start_step, self.resumed_from = 0, None
+        self.step, self.train_time, self.train_tokens = 0, 0.0, 0
+        self.last_loss: float | None = None
+        self.last_eval: float | None = None
 
-    use_cuda = torch.cuda.is_available() and not cfg.cpu
-    mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if use_cuda else "no")
-    try:
-        accelerator = Accelerator(mixed_precision=mp, cpu=not use_cuda)
-    except ValueError as exc:  # accelerate's process-wide state was set up differently by an earlier run
-        if "already been initialized" not in str(exc):
-            raise
-        raise ConfigError(
-            f"mixed_precision={mp!r} differs from an earlier distillation in this Python process; "
-            "accelerate fixes it once per process",
-            hint="run each distillation with a different precision in its own process (e.g. one CLI call each)",
-        ) from None
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
-    is_main = accelerator.is_main_process
-    set_seed(cfg.seed)
+    # --- set-up ----------------------------------------------------------------------------------------
 
-    if cfg.init_from_teacher:
-        student_dir = work / "student-init"
-        if is_main and not (student_dir / "config.json").exists():
-            prune_layers(teacher_dir, cfg.keep_layers, student_dir)
-        accelerator.wait_for_everyone()
+    def setup(self) -> None:
+        """Everything before the first step; all input checks come before anything heavy."""
+        self._check_inputs()
+        self._setup_accelerator()
+        self._setup_vocab()
+        self._setup_data()
+        resuming = self._prepare_work_dir()
+        self._setup_teacher()
+        self._setup_student()
+        if resuming:
+            self.load_checkpoint()
+        self._open_log()
 
-    tokenizer = load_tokenizer(student_dir, "student")
-    pad_id = tokenizer.pad_token_id
-    n_vocab = len(tokenizer)
-    vmap = load_vocab_map(student_dir)  # a vocabulary-pruned student: the teacher is seen through the map
-    needs_teacher_logits = spec.uses_teacher_logits
-    if needs_teacher_logits and teacher_dir is not None:
-        t_tok = load_tokenizer(teacher_dir, "teacher")
-        samples = [e.response for e in loaded.examples[:64]] + [e.prompt or "" for e in loaded.examples[:16]]
-        n_vocab = (check_mapped_vocab(student_dir, teacher_dir, tokenizer, t_tok, vmap) if vmap is not None
-                   else check_shared_vocab(student_dir, teacher_dir, tokenizer, t_tok, samples))
+    def _check_inputs(self) -> None:
+        cfg = self.cfg
+        self.same_run = is_same_run(self.out, to_dict(cfg), RESUME_MAY_CHANGE)  # an earlier finish is redone
+        check_output_dir(self.out, DISTILL_MARKERS, cfg.overwrite, self.same_run)  # never replace a user's dir
+        self.loaded = load_examples(cfg.data)
+        # the teacher is only opened when something needs it (a .gguf teacher is imported on first use)
+        needs_teacher_dir = cfg.teacher and (self.spec.uses_teacher_logits or cfg.init_from_teacher)
+        self.teacher_dir = resolve_model_dir(cfg.teacher, "teacher") if needs_teacher_dir else None
+        self.student_dir = None if cfg.init_from_teacher else resolve_model_dir(cfg.student, "student")
 
-    # 2. tokens and split
-    tok_data = tokenize_examples(tokenizer, loaded.examples, cfg.max_length)
-    if not tok_data.examples:
-        raise DataError(f"{cfg.data}: every example's prompt fills max_length={cfg.max_length}; nothing to learn",
-                        hint="raise --max-length")
-    examples: list[TokenizedExample] = tok_data.examples
-    train_idx, val_idx = split_train_val(len(examples), cfg.val_fraction, cfg.seed)
-    if not train_idx:
-        raise DataError(f"{cfg.data}: no training examples left after the validation split")
+    def _setup_accelerator(self) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
 
-    work.mkdir(parents=True, exist_ok=True)
-    ckpt = latest_checkpoint(work) if cfg.resume else None
-    if cfg.resume and ckpt is None and is_main:
-        print(f"note: no checkpoint in {work / 'checkpoints'}; starting from step 0")
-    if ckpt is None and is_main:  # a fresh run: forget old checkpoints and log
-        remove_checkpoints(work)
-        (work / "train_log.jsonl").unlink(missing_ok=True)
-    accelerator.wait_for_everyone()
+        use_cuda = torch.cuda.is_available() and not self.cfg.cpu
+        mp = self.cfg.mixed_precision if self.cfg.mixed_precision != "auto" else ("bf16" if use_cuda else "no")
+        try:
+            self.accelerator = Accelerator(mixed_precision=mp, cpu=not use_cuda)
+        except ValueError as exc:  # accelerate's process-wide state was set up differently by an earlier run
+            if "already been initialized" not in str(exc):
+                raise
+            raise ConfigError(
+                f"mixed_precision={mp!r} differs from an earlier distillation in this Python process; "
+                "accelerate fixes it once per process",
+                hint="run each distillation with a different precision in its own process (e.g. one CLI call each)",
+            ) from None
+        acc = self.accelerator
+        self.device, self.rank, self.world = acc.device, acc.process_index, acc.num_processes
+        self.is_main = acc.is_main_process
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
+        set_seed(self.cfg.seed)
 
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
+    def _setup_vocab(self) -> None:
+        """The student's directory and tokenizer, and how many logit rows the losses compare."""
+        cfg = self.cfg
+        if cfg.init_from_teacher:
+            self.student_dir = self.work / "student-init"
+            if self.is_main and not (self.student_dir / "config.json").exists():
+                prune_layers(self.teacher_dir, cfg.keep_layers, self.student_dir)
+            self.accelerator.wait_for_everyone()
+        self.tokenizer = load_tokenizer(self.student_dir, "student")
+        self.n_vocab = len(self.tokenizer)
+        self.vmap = load_vocab_map(self.student_dir)  # a vocabulary-pruned student sees the teacher via the map
+        if self.spec.uses_teacher_logits and self.teacher_dir is not None:
+            t_tok = load_tokenizer(self.teacher_dir, "teacher")
+            ex = self.loaded.examples
+            samples = [e.response for e in ex[:VOCAB_CHECK_RESPONSES]] + [e.prompt or ""
+                                                                          for e in ex[:VOCAB_CHECK_PROMPTS]]
+            self.n_vocab = (
+                check_mapped_vocab(self.student_dir, self.teacher_dir, self.tokenizer, t_tok, self.vmap)
+                if self.vmap is not None
+                else check_shared_vocab(self.student_dir, self.teacher_dir, self.tokenizer, t_tok, samples))
 
-    # 3. teacher: top-k cache (first pass, then the teacher leaves memory) or in memory
-    teacher, topk = None, None
-    if needs_teacher_logits and cfg.teacher_topk:
-        from edgedistill.distill.topk_cache import TopKCache, build_topk_cache, cache_is_complete
+    def _setup_data(self) -> None:
+        cfg = self.cfg
+        tok_data = tokenize_examples(self.tokenizer, self.loaded.examples, cfg.max_length)
+        if not tok_data.examples:
+            raise DataError(f"{cfg.data}: every example's prompt fills max_length={cfg.max_length}; nothing to learn",
+                            hint="raise --max-length")
+        self.examples, self.n_truncated = tok_data.examples, tok_data.n_truncated
+        self.train_idx, self.val_idx = split_train_val(len(self.examples), cfg.val_fraction, cfg.seed)
+        if not self.train_idx:
+            raise DataError(f"{cfg.data}: no training examples left after the validation split")
 
-        cache_dir = Path(cfg.topk_cache_dir) if cfg.topk_cache_dir else work / "teacher-topk"
-        meta_extra = {"teacher": str(teacher_dir) if teacher_dir else None, "data": data_fingerprint(examples)}
-        if vmap is not None:  # a cache built through another id map is rebuilt
-            meta_extra["vocab_map"] = vmap.fingerprint()
-        if is_main:
+    def _prepare_work_dir(self) -> bool:
+        """Whether this run resumes from a checkpoint; a fresh run forgets old checkpoints and log."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        resuming = self.cfg.resume and bool(list_checkpoints(self.work))
+        if self.cfg.resume and not resuming and self.is_main:
+            print(f"note: no checkpoint in {self.work / 'checkpoints'}; starting from step 0")
+        if not resuming and self.is_main:
+            remove_checkpoints(self.work)
+            (self.work / "train_log.jsonl").unlink(missing_ok=True)
+        self.accelerator.wait_for_everyone()
+        return resuming
+
+    def _setup_teacher(self) -> None:
+        """A top-k cache (first pass, then the teacher leaves memory) or the teacher in memory."""
+        if not self.spec.uses_teacher_logits:
+            return
+        if self.cfg.teacher_topk:
+            self.topk = self._topk_cache()
+            return
+        self.teacher = self._load_teacher()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def _load_teacher(self):
+        from transformers import AutoModelForCausalLM
+
+        teacher = AutoModelForCausalLM.from_pretrained(self.teacher_dir, dtype=torch.float32).to(self.device).eval()
+        return MappedTeacher(teacher, self.vmap) if self.vmap is not None else teacher
+
+    def _topk_cache(self):
+        from edgedistill.distill.topk_cache import SHARD_EXAMPLES, TopKCache, build_topk_cache, cache_is_complete
+
+        cfg, n_vocab = self.cfg, self.n_vocab
+        cache_dir = Path(cfg.topk_cache_dir) if cfg.topk_cache_dir else self.work / "teacher-topk"
+        meta_extra = {"teacher": str(self.teacher_dir) if self.teacher_dir else None,
+                      "data": data_fingerprint(self.examples)}
+        if self.vmap is not None:  # a cache built through another id map is rebuilt
+            meta_extra["vocab_map"] = self.vmap.fingerprint()
+        if self.is_main:
             expected = {"k": min(cfg.teacher_topk, n_vocab), "temperature": cfg.temperature, "n_vocab": n_vocab,
-                        "n_examples": len(examples), "shard_size": 64, **meta_extra}
+                        "n_examples": len(self.examples), "shard_size": SHARD_EXAMPLES, **meta_extra}
             if not cache_is_complete(cache_dir, expected):
-                if teacher_dir is None:
+                if self.teacher_dir is None:
                     raise ConfigError(f"top-k cache {cache_dir} is missing or was built for other data; "
                                       "give --teacher to (re)build it")
-                t_model = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).to(device).eval()
-                t_model = MappedTeacher(t_model, vmap) if vmap is not None else t_model
-                build_topk_cache(t_model, examples, cache_dir, cfg.teacher_topk, cfg.temperature, n_vocab,
-                                 meta_extra, pad_id, batch_size=max(cfg.batch_size, 4),
-                                 chunk=loss_chunk_positions(cfg, n_vocab), device=device,
-                                 autocast_dtype=autocast_dtype)
-                del t_model
-        accelerator.wait_for_everyone()
-        topk = TopKCache(cache_dir)
-    elif needs_teacher_logits:
-        teacher = AutoModelForCausalLM.from_pretrained(teacher_dir, dtype=torch.float32).to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        teacher = MappedTeacher(teacher, vmap) if vmap is not None else teacher
+                build_topk_cache(self._load_teacher(), self.examples, cache_dir, cfg.teacher_topk, cfg.temperature,
+                                 n_vocab, meta_extra, self.tokenizer.pad_token_id,
+                                 batch_size=max(cfg.batch_size, TOPK_PASS_MIN_BATCH), shard_size=SHARD_EXAMPLES,
+                                 chunk=loss_chunk_positions(cfg, n_vocab), device=self.device,
+                                 autocast_dtype=self.autocast_dtype)
+        self.accelerator.wait_for_everyone()
+        return TopKCache(cache_dir)
 
-    # 4. student, optimizer, schedule
-    student = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32)
-    if cfg.lora_r > 0:
-        student = add_lora(student, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-    student.train()
-    model = StudentWithLoss(student, spec, n_vocab, cfg, teacher)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                  fused=_fused_adamw_ok(params))
-    plan = build_plan(train_idx, cfg, world)
-    total_steps = len(plan)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total_steps), total_steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    inner = accelerator.unwrap_model(model)
+    def _setup_student(self) -> None:
+        """Student (+ LoRA), loss wrapper, AdamW, warm-up + cosine schedule, step plan; then accelerate."""
+        from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
 
-    start_step, resumed_from = 0, None
-    if ckpt is not None:
-        ckpt, state = load_newest_checkpoint(work, note=print if is_main else None)
+        cfg = self.cfg
+        student = AutoModelForCausalLM.from_pretrained(self.student_dir, dtype=torch.float32)
+        if cfg.lora_r > 0:
+            student = add_lora(student, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
+        student.train()
+        model = StudentWithLoss(student, self.spec, self.n_vocab, cfg, self.teacher)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                      fused=fused_adamw_ok(self.params))
+        self.plan = build_plan(self.train_idx, cfg, self.world)
+        self.total_steps = len(self.plan)
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_idx) / (cfg.batch_size * self.world)
+                                                / cfg.gradient_accumulation_steps))
+        warmup = math.ceil(cfg.warmup_ratio * self.total_steps)
+        self.scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, self.total_steps)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.inner = self.accelerator.unwrap_model(self.model)
+        # quantization-aware last phase
+        self.qat = QatPhase(cfg.qat, cfg.qat_fraction, self.total_steps) if cfg.qat else None
+
+    def _open_log(self) -> None:
+        self.log = JsonlAppender(self.work / "train_log.jsonl") if self.is_main else None
+        if self.is_main and self.start_step == 0:
+            self.log.write({"event": "start", "config": to_dict(self.cfg), "world_size": self.world,
+                            "train_examples": len(self.train_idx), "val_examples": len(self.val_idx),
+                            "total_steps": self.total_steps, "n_vocab": self.n_vocab})
+
+    # --- checkpoints -----------------------------------------------------------------------------------
+
+    def save_checkpoint(self, step: int) -> None:
+        rng = rng_state_json()
+        rngs = self.accelerator.gather_for_metrics([rng], use_gather_object=True) if self.world > 1 else [rng]
+        if self.is_main:  # tensors-only state (loads with weights_only=True) + JSON: nothing that unpickles code
+            save_checkpoint_dir(self.work / "checkpoints" / f"step-{step:07d}", step, to_dict(self.cfg),
+                                {"model": self.inner.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                 "scheduler": self.scheduler.state_dict()}, rngs)
+            for old in list_checkpoints(self.work)[:-KEEP_CHECKPOINTS]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def load_checkpoint(self) -> None:
+        """Weights, optimizer, scheduler and RNG from the newest checkpoint that loads; the log is cut there."""
+        ckpt, state = load_newest_checkpoint(self.work, note=print if self.is_main else None)
         changed = [k for k, v in state.get("config", {}).items()
-                   if k not in RESUME_MAY_CHANGE and v != getattr(cfg, k, v)]
+                   if k not in RESUME_MAY_CHANGE and v != getattr(self.cfg, k, v)]
         if changed:
             raise ConfigError(
                 f"cannot resume from {ckpt}: setting(s) {', '.join(changed)} differ from the interrupted run",
                 hint="rerun with the same settings, or without --resume to start over",
             )
-        inner.student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state_json(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-        start_step = resumed_from = state["step"]
-        if is_main:  # drop log lines past the checkpoint (they are redone)
-            kept = [r for r in read_jsonl_records(work / "train_log.jsonl") if r.get("step", 0) <= start_step]
-            atomic_write_text(work / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
-        accelerator.wait_for_everyone()
+        self.inner.student.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rngs = state["rng"]
+        set_rng_state_json(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+        self.start_step = self.resumed_from = self.step = state["step"]
+        if self.is_main:  # drop log lines past the checkpoint (they are redone)
+            log_file = self.work / "train_log.jsonl"
+            kept = [r for r in read_jsonl_records(log_file) if r.get("step", 0) <= self.start_step]
+            atomic_write_text(log_file, "".join(json.dumps(r) + "\n" for r in kept))
+        self.accelerator.wait_for_everyone()
 
-    log = JsonlAppender(work / "train_log.jsonl") if is_main else None
-    if is_main and start_step == 0:
-        log.write({"event": "start", "config": to_dict(cfg), "world_size": world, "train_examples": len(train_idx),
-                   "val_examples": len(val_idx), "total_steps": total_steps, "n_vocab": n_vocab})
+    # --- one batch, one step, evaluation ---------------------------------------------------------------
 
-    def teacher_inputs(batch: dict, idx: list[int]) -> dict:
-        if topk is not None:
-            logp, index = topk.batch(idx)
+    def teacher_inputs(self, batch: dict, idx: list[int]) -> dict:
+        """The teacher's side of the loss for this batch: top-k log-probs, or its response hidden states."""
+        if self.topk is not None:
+            logp, index = self.topk.batch(idx)
             if logp.shape[0] != int((batch["labels"][:, 1:] != IGNORE).sum()):
-                raise DataError(f"top-k cache {topk.dir} does not match the tokenized data; delete it and rerun")
-            return {"topk_logp": logp.to(device), "topk_index": index.to(device)}
-        if teacher is not None:
-            with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                h = decoder_of(teacher)(input_ids=batch["input_ids"],
-                                        attention_mask=batch["attention_mask"]).last_hidden_state
+                raise DataError(f"top-k cache {self.topk.dir} does not match the tokenized data; delete it and rerun")
+            return {"topk_logp": logp.to(self.device), "topk_index": index.to(self.device)}
+        if self.teacher is not None:
+            dtype = self.autocast_dtype
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                h = decoder_of(self.teacher)(input_ids=batch["input_ids"],
+                                             attention_mask=batch["attention_mask"]).last_hidden_state
             return {"teacher_hidden": h[:, :-1][batch["labels"][:, 1:] != IGNORE]}
         return {}
 
-    def run_batch(idx: list[int], module=None) -> dict:
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in idx], pad_id).items()}
-        return (module or model)(**batch, **teacher_inputs(batch, idx)), int(batch["attention_mask"].sum())
+    def run_batch(self, idx: list[int], module=None) -> tuple[dict, int]:
+        """The loss of examples ``idx`` (summed over response tokens) and their number of tokens."""
+        pad_id = self.tokenizer.pad_token_id
+        batch = {k: v.to(self.device) for k, v in collate([self.examples[i] for i in idx], pad_id).items()}
+        return (module or self.model)(**batch, **self.teacher_inputs(batch, idx)), int(batch["attention_mask"].sum())
 
-    @torch.no_grad()
-    def evaluate() -> float | None:
-        if not val_idx:
-            return None
-        model.eval()
-        sums = torch.zeros(2, device=device)
-        mine = val_idx[rank::world]
-        for i in range(0, len(mine), cfg.batch_size):
-            # the unwrapped module: DDP's forward may sync buffers, and ranks can hold unequal val shares
-            with accelerator.autocast():
-                res, _ = run_batch(mine[i:i + cfg.batch_size], module=inner)
-            sums += torch.stack([res["loss"].float(), res["n"].float().to(device)])
-        sums = accelerator.reduce(sums, "sum")
-        model.train()
-        return float(sums[0] / sums[1].clamp(min=1))
-
-    def save_checkpoint(step: int) -> None:
-        rng = rng_state_json()
-        rngs = accelerator.gather_for_metrics([rng], use_gather_object=True) if world > 1 else [rng]
-        if is_main:  # tensors-only state (loads with weights_only=True) + JSON: nothing that unpickles code
-            save_checkpoint_dir(work / "checkpoints" / f"step-{step:07d}", step, to_dict(cfg),
-                                {"model": inner.student.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict()}, rngs)
-            for old in sorted((work / "checkpoints").glob("step-*"))[:-2]:  # keep the newest two
-                shutil.rmtree(old, ignore_errors=True)
-        accelerator.wait_for_everyone()
-
-    # 5. train
-    train_time, train_tokens = 0.0, 0
-    last_loss, last_eval = None, None
-    steps_per_epoch = max(1, math.ceil(len(train_idx) / (cfg.batch_size * world) / cfg.gradient_accumulation_steps))
-    bar = tqdm(total=total_steps, initial=start_step, desc="distill", unit="step", disable=not is_main)
-    step = start_step
-    stopped_early = False
-    qat = QatPhase(cfg.qat, cfg.qat_fraction, total_steps) if cfg.qat else None  # quantization-aware last phase
-    for step in range(start_step + 1, total_steps + 1):
-        if qat is not None:
-            qat.at_step(inner.student, step)
-        micro = plan[step - 1]
+    def train_step(self, step: int) -> dict:
+        """One optimizer step over its micro-batches; returns the step's training-log record."""
+        acc, device = self.accelerator, self.device
+        if self.qat is not None:
+            self.qat.at_step(self.inner.student, step)
+        micro = self.plan[step - 1]
         t0 = time.perf_counter()
         step_loss = torch.zeros((), device=device)
         tokens = 0
-        lr = scheduler.get_last_lr()[0]
+        lr = self.scheduler.get_last_lr()[0]
         for m, global_batch in enumerate(micro):
-            sync = m == len(micro) - 1
-            with contextlib.nullcontext() if sync or world == 1 else accelerator.no_sync(model):
-                res, n_tok = run_batch(rank_slice(global_batch, rank, world))
+            sync = m == len(micro) - 1  # DDP all-reduces gradients only after the last micro-batch
+            with contextlib.nullcontext() if sync or self.world == 1 else acc.no_sync(self.model):
+                res, n_tok = self.run_batch(rank_slice(global_batch, self.rank, self.world))
                 loss = res["loss"] / res["n"].clamp(min=1).to(device) / len(micro)
-                accelerator.backward(loss)
+                acc.backward(loss)
             step_loss += loss.detach().float()
             tokens += n_tok
-        if cfg.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = float(accelerator.reduce(step_loss, "mean"))
-        tokens = int(accelerator.reduce(torch.tensor(tokens, device=device), "sum"))
+        if self.cfg.max_grad_norm > 0:
+            acc.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        step_loss = float(acc.reduce(step_loss, "mean"))
+        tokens = int(acc.reduce(torch.tensor(tokens, device=device), "sum"))
         dt = time.perf_counter() - t0
-        train_time += dt
-        train_tokens += tokens
-        last_loss = step_loss
-        bar.update(1)
-        bar.set_postfix(loss=f"{step_loss:.4f}")
+        self.train_time += dt
+        self.train_tokens += tokens
+        self.last_loss = step_loss
+        return {"step": step, "epoch": (step - 1) // self.steps_per_epoch, "loss": step_loss, "lr": lr,
+                "tokens": tokens, "tokens_per_s": tokens / dt if dt > 0 else None}
 
-        record = {"step": step, "epoch": (step - 1) // steps_per_epoch, "loss": step_loss, "lr": lr,
-                  "tokens": tokens, "tokens_per_s": tokens / dt if dt > 0 else None}
-        at_epoch_end = step % steps_per_epoch == 0 or step == total_steps
-        if val_idx and ((cfg.eval_every and step % cfg.eval_every == 0) or (not cfg.eval_every and at_epoch_end)
-                        or step == total_steps):
-            last_eval = evaluate()
-            record["eval_loss"] = last_eval
-        if is_main and (step % cfg.log_every == 0 or "eval_loss" in record or step == total_steps):
-            log.write(record)
-        if cfg.save_every and step % cfg.save_every == 0 and step < total_steps:
-            save_checkpoint(step)
-        if cfg.stop_at_step is not None and step >= cfg.stop_at_step and step < total_steps:
-            if not (cfg.save_every and step % cfg.save_every == 0):
-                save_checkpoint(step)
-            stopped_early = True
-            break
-    bar.close()
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Mean loss per response token over the validation split (all processes' shares)."""
+        if not self.val_idx:
+            return None
+        self.model.eval()
+        sums = torch.zeros(2, device=self.device)
+        mine = self.val_idx[self.rank::self.world]
+        for i in range(0, len(mine), self.cfg.batch_size):
+            # the unwrapped module: DDP's forward may sync buffers, and ranks can hold unequal val shares
+            with self.accelerator.autocast():
+                res, _ = self.run_batch(mine[i:i + self.cfg.batch_size], module=self.inner)
+            sums += torch.stack([res["loss"].float(), res["n"].float().to(self.device)])
+        sums = self.accelerator.reduce(sums, "sum")
+        self.model.train()
+        return float(sums[0] / sums[1].clamp(min=1))
 
-    # 6. save
-    if cfg.rank_checksums:
-        atomic_write_text(work / f"rank-{rank}.sha256", params_checksum(inner.student) + "\n")
-    peak, peak_kind = peak_memory_mb(device)
-    summary = DistillSummary(
-        out=str(work / "checkpoints") if stopped_early else str(out), completed=not stopped_early, steps=step,
-        total_steps=total_steps, train_examples=len(train_idx), val_examples=len(val_idx),
-        skipped_empty=loaded.skipped_empty, truncated=tok_data.n_truncated, train_tokens=train_tokens,
-        tokens_per_s=train_tokens / train_time if train_time > 0 else 0.0, final_train_loss=last_loss,
-        final_eval_loss=last_eval, peak_memory_mb=peak, peak_memory_kind=peak_kind,
-        log_path=str(work / "train_log.jsonl" if stopped_early else out / "train_log.jsonl"),
-        resumed_from_step=resumed_from, seconds=time.perf_counter() - started,
-    )
-    if is_main:
-        log.write({"event": "end", **asdict(summary)})
-        log.close()
-    if not stopped_early:
-        final = inner.student
+    # --- the loop --------------------------------------------------------------------------------------
+
+    def train(self) -> bool:
+        """Steps from the start (or the checkpoint) to the end; True when it stopped early at stop_at_step."""
+        from tqdm.auto import tqdm
+
+        cfg, total = self.cfg, self.total_steps
+        bar = tqdm(total=total, initial=self.start_step, desc="distill", unit="step", disable=not self.is_main)
+        stopped_early = False
+        for step in range(self.start_step + 1, total + 1):
+            self.step = step
+            record = self.train_step(step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if self._eval_due(step):
+                self.last_eval = record["eval_loss"] = self.evaluate()
+            if self.is_main and (step % cfg.log_every == 0 or "eval_loss" in record or step == total):
+                self.log.write(record)
+            if self._save_due(step):
+                self.save_checkpoint(step)
+            if cfg.stop_at_step is not None and cfg.stop_at_step <= step < total:
+                if not self._save_due(step):  # a time-boxed job ends with a checkpoint to resume from
+                    self.save_checkpoint(step)
+                stopped_early = True
+                break
+        bar.close()
+        return stopped_early
+
+    def _eval_due(self, step: int) -> bool:
+        """Every eval_every steps (or at each epoch's end when 0), and always at the last step."""
+        if not self.val_idx:
+            return False
+        every = self.cfg.eval_every
+        at_epoch_end = step % self.steps_per_epoch == 0
+        return step == self.total_steps or (step % every == 0 if every else at_epoch_end)
+
+    def _save_due(self, step: int) -> bool:
+        every = self.cfg.save_every
+        return bool(every) and step % every == 0 and step < self.total_steps
+
+    # --- the end -----------------------------------------------------------------------------------------
+
+    def finish(self, stopped_early: bool) -> DistillSummary:
+        """Summary and training log; the student saved to ``out`` unless the run stopped early."""
+        cfg, work = self.cfg, self.work
+        if cfg.rank_checksums:
+            atomic_write_text(work / f"rank-{self.rank}.sha256", params_checksum(self.inner.student) + "\n")
+        peak, peak_kind = peak_memory_mb(self.device)
+        summary = DistillSummary(
+            out=str(work / "checkpoints") if stopped_early else str(self.out), completed=not stopped_early,
+            steps=self.step, total_steps=self.total_steps, train_examples=len(self.train_idx),
+            val_examples=len(self.val_idx), skipped_empty=self.loaded.skipped_empty, truncated=self.n_truncated,
+            train_tokens=self.train_tokens,
+            tokens_per_s=self.train_tokens / self.train_time if self.train_time > 0 else 0.0,
+            final_train_loss=self.last_loss, final_eval_loss=self.last_eval, peak_memory_mb=peak,
+            peak_memory_kind=peak_kind,
+            log_path=str(work / "train_log.jsonl" if stopped_early else self.out / "train_log.jsonl"),
+            resumed_from_step=self.resumed_from, seconds=time.perf_counter() - self.started,
+        )
+        if self.is_main:
+            self.log.write({"event": "end", **asdict(summary)})
+            self.log.close()
+        if not stopped_early:
+            self._save_student(summary)
+        self.accelerator.end_training()
+        return summary
+
+    def _save_student(self, summary: DistillSummary) -> None:
+        cfg = self.cfg
+        final = self.inner.student
         if cfg.lora_r > 0:
             final = final.merge_and_unload()
-        if is_main:
-            with atomic_dir(out, cfg.overwrite, DISTILL_MARKERS, same_run) as tmp:
+        if self.is_main:
+            with atomic_dir(self.out, cfg.overwrite, DISTILL_MARKERS, self.same_run) as tmp:
                 final.save_pretrained(tmp, safe_serialization=True)
-                tokenizer.save_pretrained(tmp)
-                shutil.copyfile(work / "train_log.jsonl", tmp / "train_log.jsonl")
+                self.tokenizer.save_pretrained(tmp)
+                shutil.copyfile(self.work / "train_log.jsonl", tmp / "train_log.jsonl")
                 atomic_write_json(tmp / "distill_config.json", to_dict(cfg))
                 atomic_write_json(tmp / "distill_summary.json", asdict(summary))
             # checkpoints only serve interrupted runs; the finished model is in `out`
-            remove_checkpoints(work)
-        accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return summary
+            remove_checkpoints(self.work)
+        self.accelerator.wait_for_everyone()
+
+
+def distill(config: DistillConfig) -> DistillSummary:
+    """Train a student on teacher outputs as ``config`` says; returns a :class:`DistillSummary`."""
+    recipe = DistillRecipe(config)
+    recipe.setup()
+    stopped_early = recipe.train()
+    return recipe.finish(stopped_early)
