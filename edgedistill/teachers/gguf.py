@@ -70,7 +70,7 @@ class GGUFTeacher(Teacher):
             top_k=0,  # llama.cpp defaults to top-k 40 and min-p 0.05; keep sampling as configured
             min_p=0.0,
             seed=sampling.seed,
-            stop=list(sampling.stop) or None,  # llama.cpp ends at the token completing one, drops it
+            stop=list(sampling.stop or []) or None,  # llama.cpp ends at the token completing one, drops it
             logits_processor=self._processors([recorder]) if recorder else None,
         )
         try:
