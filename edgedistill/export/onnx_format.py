@@ -150,8 +150,8 @@ class OnnxFormat(ExportFormat):
         else:
             stage = out_dir / ".fp32-export"  # inside the atomic temp dir: removed with it on failure
             _export_float(model_dir, stage, options)
-            for f in stage.iterdir():  # config, tokenizer, generation config
-                if f.suffix != ".onnx" and not f.name.startswith(EXTERNAL_DATA_FILE) and f.is_file():
+            for f in stage.iterdir():  # config, tokenizer, generation config: never the float graph's weights
+                if f.is_file() and f.suffix != ".onnx" and not f.name.startswith((EXTERNAL_DATA_FILE, MODEL_FILE)):
                     shutil.copy2(f, out_dir / f.name)
             if quant == "fp16":
                 _convert_fp16(stage / MODEL_FILE, out_dir / MODEL_FILE)
@@ -167,6 +167,7 @@ class OnnxFormat(ExportFormat):
                                         "embeddings": "int4 (GatherBlockQuantized)" if options.int4_embeddings
                                         else "float32"}
             shutil.rmtree(stage)
+        info["rotary_tables"] = _slim_rotary_tables(out_dir / MODEL_FILE)
         info["opset"] = _opset(out_dir / MODEL_FILE)
         return info
 
@@ -223,6 +224,15 @@ def _builder_export(model_dir: Path, out_dir: Path) -> None:
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, out_dir / name)
     _fix_kv_head_size(graph, head_size)
+
+
+def _slim_rotary_tables(path: Path) -> str:
+    """The builder's stored cos/sin tables replaced by nodes computing them (export/onnx_rotary.py)."""
+    from edgedistill.export.onnx_rotary import slim_rotary_tables
+
+    external = EXTERNAL_DATA_FILE if (path.parent / EXTERNAL_DATA_FILE).exists() else None
+    saved = slim_rotary_tables(path, external)
+    return f"computed at load time ({saved} bytes not stored)" if saved else "as exported"
 
 
 def _fix_kv_head_size(path: Path, head_size: int) -> None:
@@ -317,6 +327,8 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     model = onnx.load(str(src))  # with its external data, if any
+    if options.int4_embeddings:
+        _untie_embedding(model)
     rtn = options.int4_algorithm == "rtn"
     # hqq / k_quant round the MatMul weights only; the embedding table then gets the RTN pass below
     op_types = ("MatMul", "Gather") if options.int4_embeddings and rtn else ("MatMul",)
@@ -347,6 +359,34 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     finally:
         qlog.setLevel(level)
     _save(quantizer.model.model, dst)
+
+
+def _untie_embedding(model) -> bool:
+    """Give a tied embedding (``Gather(Transpose(lm_head weight))``) a table of its own.
+
+    The builder reads a tied table through a Transpose of the LM head's float weight, which the
+    quantizer's Gather pass cannot see (its input is no initializer): the LM head became int4 while
+    the whole float32 matrix stayed in the artifact for the Transpose alone (14 MB of the quickstart
+    student's 25M parameters). As its own initializer the table is quantized like an untied one.
+    """
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for gather in [n for n in model.graph.node if n.op_type == "Gather"]:
+        tr = producers.get(gather.input[0])
+        if tr is None or tr.op_type != "Transpose" or tr.input[0] not in inits:
+            continue
+        perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
+        if perm != [1, 0] or any(tr.output[0] in n.input for n in model.graph.node if n is not gather):
+            continue
+        name = "model.embed_tokens.weight"
+        table = numpy_helper.to_array(inits[tr.input[0]]).T.copy()
+        model.graph.initializer.append(numpy_helper.from_array(table, name))
+        gather.input[0] = name
+        model.graph.node.remove(tr)
+        return True
+    return False
 
 
 def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...]):
