@@ -326,10 +326,14 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    from edgedistill.export import onnx_quant_tied as tied
+
     model = onnx.load(str(src))  # with its external data, if any
-    if options.int4_embeddings:
-        _untie_embedding(model)
     rtn = options.int4_algorithm == "rtn"
+    # a tied table (Gemma 3): shared with the int4 LM head after RTN, else a table of its own
+    share = options.int4_embeddings and rtn and tied.tied_embedding(model) is not None
+    if options.int4_embeddings and not share:
+        tied.untie(model)
     # hqq / k_quant round the MatMul weights only; the embedding table then gets the RTN pass below
     op_types = ("MatMul", "Gather") if options.int4_embeddings and rtn else ("MatMul",)
     quantizer = MatMulNBitsQuantizer(
@@ -352,6 +356,9 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     qlog.setLevel(logging.ERROR)
     try:
         quantizer.process()
+        if share and not tied.share_with_lm_head(quantizer.model.model, options.int4_block_size):
+            tied.untie(quantizer.model.model)  # the float table, rounded by the RTN pass below
+            rtn = False
         if options.int4_embeddings and not rtn:
             quantizer = MatMulNBitsQuantizer(quantizer.model.model, bits=4, block_size=options.int4_block_size,
                                              is_symmetric=True, op_types_to_quantize=("Gather",))
@@ -359,34 +366,6 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     finally:
         qlog.setLevel(level)
     _save(quantizer.model.model, dst)
-
-
-def _untie_embedding(model) -> bool:
-    """Give a tied embedding (``Gather(Transpose(lm_head weight))``) a table of its own.
-
-    The builder reads a tied table through a Transpose of the LM head's float weight, which the
-    quantizer's Gather pass cannot see (its input is no initializer): the LM head became int4 while
-    the whole float32 matrix stayed in the artifact for the Transpose alone (14 MB of the quickstart
-    student's 25M parameters). As its own initializer the table is quantized like an untied one.
-    """
-    from onnx import numpy_helper
-
-    inits = {t.name: t for t in model.graph.initializer}
-    producers = {o: n for n in model.graph.node for o in n.output}
-    for gather in [n for n in model.graph.node if n.op_type == "Gather"]:
-        tr = producers.get(gather.input[0])
-        if tr is None or tr.op_type != "Transpose" or tr.input[0] not in inits:
-            continue
-        perm = next((list(a.ints) for a in tr.attribute if a.name == "perm"), None)
-        if perm != [1, 0] or any(tr.output[0] in n.input for n in model.graph.node if n is not gather):
-            continue
-        name = "model.embed_tokens.weight"
-        table = numpy_helper.to_array(inits[tr.input[0]]).T.copy()
-        model.graph.initializer.append(numpy_helper.from_array(table, name))
-        gather.input[0] = name
-        model.graph.node.remove(tr)
-        return True
-    return False
 
 
 def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...]):
