@@ -154,6 +154,7 @@ class OnnxFormat(ExportFormat):
                 if f.is_file() and f.suffix != ".onnx" and not f.name.startswith((EXTERNAL_DATA_FILE, MODEL_FILE)):
                     shutil.copy2(f, out_dir / f.name)
             if quant == "fp16":
+                known = _rotary_params(stage / MODEL_FILE)  # an fp16 table is too coarse to read them from
                 _convert_fp16(stage / MODEL_FILE, out_dir / MODEL_FILE)
                 info["quantization"] = {"method": "onnxruntime.transformers.float16", "keep_io_types": True}
             elif quant == "int8":
@@ -167,7 +168,7 @@ class OnnxFormat(ExportFormat):
                                         "embeddings": "int4 (GatherBlockQuantized)" if options.int4_embeddings
                                         else "float32"}
             shutil.rmtree(stage)
-        info["rotary_tables"] = _slim_rotary_tables(out_dir / MODEL_FILE)
+        info["rotary_tables"] = _slim_rotary_tables(out_dir / MODEL_FILE, known if quant == "fp16" else None)
         info["opset"] = _opset(out_dir / MODEL_FILE)
         return info
 
@@ -226,12 +227,20 @@ def _builder_export(model_dir: Path, out_dir: Path) -> None:
     _fix_kv_head_size(graph, head_size)
 
 
-def _slim_rotary_tables(path: Path) -> str:
+def _rotary_params(path: Path) -> dict:
+    import onnx
+
+    from edgedistill.export.onnx_rotary import rotary_params
+
+    return rotary_params(onnx.load(str(path)))
+
+
+def _slim_rotary_tables(path: Path, known: dict | None) -> str:
     """The builder's stored cos/sin tables replaced by nodes computing them (export/onnx_rotary.py)."""
     from edgedistill.export.onnx_rotary import slim_rotary_tables
 
     external = EXTERNAL_DATA_FILE if (path.parent / EXTERNAL_DATA_FILE).exists() else None
-    saved = slim_rotary_tables(path, external)
+    saved = slim_rotary_tables(path, external, known)
     return f"computed at load time ({saved} bytes not stored)" if saved else "as exported"
 
 

@@ -41,11 +41,17 @@ def rotary_table_pairs(model) -> list[tuple[str, str]]:
     return pairs
 
 
-def table_params(cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """(inv_freq float32 [H], mscale) that rebuild ``cos``/``sin`` [L, H]; None when they do not."""
+def table_params(cos: np.ndarray, sin: np.ndarray, known: tuple[np.ndarray, float] | None = None):
+    """(inv_freq float32 [H], mscale) that rebuild ``cos``/``sin`` [L, H]; None when they do not.
+
+    ``known``: parameters read from the float32 graph the tables were converted from (an fp16 table is
+    too coarse to read them back from); they are still checked against these tables.
+    """
     cos64, sin64 = cos.astype(np.float64), sin.astype(np.float64)
     if cos.ndim != 2 or cos.shape != sin.shape or cos.shape[0] < 2:
         return None
+    if known is not None:
+        return known if _rebuild_error(known, cos64, sin64) <= _tolerance(cos.dtype) else None
     mscale = float(cos64[0, 0])
     if mscale <= 0 or not np.allclose(cos64[0], mscale, rtol=0, atol=1e-7) or np.abs(sin64[0]).max() > 1e-7:
         return None
@@ -57,10 +63,31 @@ def table_params(cos: np.ndarray, sin: np.ndarray) -> tuple[np.ndarray, float] |
         phase = np.arctan2(sin64[k], cos64[k])
         freq = (phase + 2 * np.pi * np.round((k * freq - phase) / (2 * np.pi))) / k
         k *= 8
-    inv_freq = freq.astype(np.float32)
-    cos2, sin2 = rebuild(inv_freq, mscale, cos.shape[0])
-    err = max(np.abs(cos2 - cos64).max(), np.abs(sin2 - sin64).max()) / mscale
-    return (inv_freq, mscale) if err <= TOLERANCE else None
+    params = (freq.astype(np.float32), mscale)
+    return params if _rebuild_error(params, cos64, sin64) <= _tolerance(cos.dtype) else None
+
+
+def _rebuild_error(params, cos64: np.ndarray, sin64: np.ndarray) -> float:
+    cos2, sin2 = rebuild(params[0], params[1], cos64.shape[0])
+    return max(np.abs(cos2 - cos64).max(), np.abs(sin2 - sin64).max()) / params[1]
+
+
+def _tolerance(dtype) -> float:
+    # float32: TOLERANCE; a narrower type: its own rounding step (the stored table was rounded to it)
+    return max(TOLERANCE, float(np.finfo(dtype).eps))
+
+
+def rotary_params(model) -> dict[tuple[str, str], tuple[np.ndarray, float]]:
+    """Parameters of every reproducible table pair of a float32 graph, by (cos, sin) name."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    out = {}
+    for pair in rotary_table_pairs(model):
+        params = table_params(*(numpy_helper.to_array(inits[n]) for n in pair))
+        if params is not None:
+            out[pair] = params
+    return out
 
 
 def rebuild(inv_freq: np.ndarray, mscale: float, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,15 +96,20 @@ def rebuild(inv_freq: np.ndarray, mscale: float, length: int) -> tuple[np.ndarra
     return np.cos(phase.astype(np.float64)) * mscale, np.sin(phase.astype(np.float64)) * mscale
 
 
-def compute_rotary_tables_in_graph(model) -> int:
-    """Replace each reproducible stored table pair by nodes that compute it; returns the bytes saved."""
+def compute_rotary_tables_in_graph(model, known: dict | None = None) -> int:
+    """Replace each reproducible stored table pair by nodes that compute it; returns the bytes saved.
+
+    ``known``: :func:`rotary_params` of the float32 graph this one was converted from (fp16).
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
     new_nodes, saved = [], 0
     for i, (cos_name, sin_name) in enumerate(rotary_table_pairs(model)):
         cos, sin = numpy_helper.to_array(inits[cos_name]), numpy_helper.to_array(inits[sin_name])
-        params = table_params(cos, sin)
+        if known is not None and (cos_name, sin_name) not in known:
+            continue
+        params = table_params(cos, sin, known[(cos_name, sin_name)] if known is not None else None)
         if params is None:
             continue
         inv_freq, mscale = params
@@ -116,12 +148,12 @@ def compute_rotary_tables_in_graph(model) -> int:
     return saved
 
 
-def slim_rotary_tables(path: Path, external_data_name: str | None) -> int:
+def slim_rotary_tables(path: Path, external_data_name: str | None, known: dict | None = None) -> int:
     """Rewrite the graph file at ``path`` in place; weights go to ``external_data_name`` (None: inline)."""
     import onnx
 
     model = onnx.load(str(path))  # with its external data
-    saved = compute_rotary_tables_in_graph(model)
+    saved = compute_rotary_tables_in_graph(model, known)
     if not saved:
         return 0
     data = path.parent / external_data_name if external_data_name else None
