@@ -98,3 +98,60 @@ def kl_mean(ref_logits: np.ndarray, art_logits: np.ndarray) -> float:
 
     p, q = lsm(ref_logits.astype(np.float64)), lsm(art_logits.astype(np.float64))
     return float((np.exp(p) * (p - q)).sum(-1).mean())
+
+
+def stored_initializer_bytes(graph: Path) -> dict[str, tuple[int, int]]:
+    """name -> (bytes stored, onnx dtype) of every initializer, inline or in external data."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(graph), load_external_data=False)
+    out = {}
+    for t in model.graph.initializer:
+        size = (int({e.key: e.value for e in t.external_data}["length"]) if uses_external_data(t)
+                else len(t.raw_data) or t.ByteSize())
+        out[t.name] = (size, t.data_type)
+    return out
+
+
+def assert_int4_artifact_holds_only_what_the_weights_need(path: Path, model_dir: Path, block_size: int = 32,
+                                                       float_embedding: bool = False) -> None:
+    """An int4 artifact must weigh about what block-int4 weights + fp32 scales + float vectors need.
+
+    Written for issue #11's follow-up (a 25M-parameter student's onnx:int4 was 253 MiB): it fails on
+    a float copy of a quantized matrix, on stored rotary cos/sin tables, and on a stale float weights
+    file in the directory. Budget from the PyTorch weights: every matrix as int4 (numel / 2) plus one
+    fp32 scale per block; vectors (norms, biases) as fp32; a tied embedding counted twice (a table
+    and an LM head, as onnx:int4 stores them; ort-genai shares one). ``float_embedding``: an untied
+    table may stay float32 (ort-genai:int4's builder default, documented).
+    """
+    import onnx
+    from safetensors.numpy import load_file
+
+    from edgedistill.export.onnx_rotary import rotary_table_pairs
+
+    weights = load_file(str(Path(model_dir) / "model.safetensors"))
+    int4 = scales = vectors = 0
+    for name, w in weights.items():
+        if w.ndim < 2:
+            vectors += w.size * 4
+            continue
+        if float_embedding and name.endswith("embed_tokens.weight") and "lm_head.weight" in weights:
+            vectors += w.size * 4  # allowed as float32, counted with the float data
+            continue
+        times = 2 if name.endswith("embed_tokens.weight") and "lm_head.weight" not in weights else 1
+        int4 += times * w.size // 2
+        scales += times * w.shape[0] * -(-w.shape[-1] // block_size) * 4
+    stored = stored_initializer_bytes(path / "model.onnx")
+    floats = {n: b for n, (b, dtype) in stored.items()
+              if dtype in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE)}
+    # float data: only the scales, the vectors and a few small constants (rotary inv_freq, eps, ...)
+    assert sum(floats.values()) <= scales + vectors + 4096, sorted(floats.items(), key=lambda kv: -kv[1])[:5]
+    model = onnx.load(str(path / "model.onnx"), load_external_data=False)
+    assert rotary_table_pairs(model) == [], "rotary cos/sin tables are stored instead of computed"
+    # every file holding weights: the graph's own file and whatever data files lie beside it
+    weight_files = [f for f in path.iterdir() if f.is_file() and f.name.startswith("model.onnx")]
+    total = sum(f.stat().st_size for f in weight_files)
+    graph_overhead = 128 * 1024  # node definitions, names, shapes of a 2-layer graph
+    assert total <= 1.1 * (int4 + scales + vectors) + graph_overhead, (
+        {f.name: f.stat().st_size for f in weight_files}, int4 + scales + vectors)

@@ -205,3 +205,30 @@ def test_int4_quantizes_the_embedding_table_unless_asked_not_to(cache, tiny_mode
     assert shape.weight_bytes < fshape.weight_bytes - vocab * hidden * 3
     v = cache.verify("onnx", "llama", "int4", opts)
     assert v.passed, v.failures
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])  # gemma3: tied embeddings, two RoPE bases
+def test_int4_artifact_carries_only_what_its_weights_need(cache, tiny_model_factory, arch):
+    """Issue #11 follow-up: no float graph data file, rotary table or float copy of a quantized
+    matrix in onnx:int4 (the quickstart student's was 253 MiB for 25M parameters)."""
+    from onnx_export_helpers import assert_int4_artifact_holds_only_what_the_weights_need
+
+    path, info = cache.artifact("onnx", arch, "int4")
+    assert not (path / "model.onnx.data").exists()  # the float graph's weights, copied in before the fix
+    assert info["rotary_tables"].startswith("computed at load time")
+    assert_int4_artifact_holds_only_what_the_weights_need(path, tiny_model_factory(arch))
+    assert FORMATS.get("onnx").describe(path)["op_types"].get("com.microsoft.GatherBlockQuantized") == 1
+    v = cache.verify("onnx", arch, "int4")
+    assert v.passed, v.failures
+
+
+def test_rotary_tables_computed_in_graph_match_the_stored_ones(cache):
+    """fp32 is exact to rounding with the tables computed at load time (verification's fp32 bounds)."""
+    path, info = cache.artifact("onnx", "gemma3", "fp32")
+    assert info["rotary_tables"].startswith("computed at load time")
+    v = cache.verify("onnx", "gemma3", "fp32")
+    assert v.passed and v.figures["max_abs_logit_diff"] < 1e-4, v.figures
+    # fp16: the parameters come from the fp32 graph (an fp16 table is too coarse to read them from)
+    path, info = cache.artifact("onnx", "gemma3", "fp16")
+    assert info["rotary_tables"].startswith("computed at load time")
+    assert cache.verify("onnx", "gemma3", "fp16").passed

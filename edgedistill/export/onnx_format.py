@@ -150,10 +150,11 @@ class OnnxFormat(ExportFormat):
         else:
             stage = out_dir / ".fp32-export"  # inside the atomic temp dir: removed with it on failure
             _export_float(model_dir, stage, options)
-            for f in stage.iterdir():  # config, tokenizer, generation config
-                if f.suffix != ".onnx" and not f.name.startswith(EXTERNAL_DATA_FILE) and f.is_file():
+            for f in stage.iterdir():  # config, tokenizer, generation config: never the float graph's weights
+                if f.is_file() and f.suffix != ".onnx" and not f.name.startswith((EXTERNAL_DATA_FILE, MODEL_FILE)):
                     shutil.copy2(f, out_dir / f.name)
             if quant == "fp16":
+                known = _rotary_params(stage / MODEL_FILE)  # an fp16 table is too coarse to read them from
                 _convert_fp16(stage / MODEL_FILE, out_dir / MODEL_FILE)
                 info["quantization"] = {"method": "onnxruntime.transformers.float16", "keep_io_types": True}
             elif quant == "int8":
@@ -167,6 +168,7 @@ class OnnxFormat(ExportFormat):
                                         "embeddings": "int4 (GatherBlockQuantized)" if options.int4_embeddings
                                         else "float32"}
             shutil.rmtree(stage)
+        info["rotary_tables"] = _slim_rotary_tables(out_dir / MODEL_FILE, known if quant == "fp16" else None)
         info["opset"] = _opset(out_dir / MODEL_FILE)
         return info
 
@@ -223,6 +225,23 @@ def _builder_export(model_dir: Path, out_dir: Path) -> None:
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, out_dir / name)
     _fix_kv_head_size(graph, head_size)
+
+
+def _rotary_params(path: Path) -> dict:
+    import onnx
+
+    from edgedistill.export.onnx_rotary import rotary_params
+
+    return rotary_params(onnx.load(str(path)))
+
+
+def _slim_rotary_tables(path: Path, known: dict | None) -> str:
+    """The builder's stored cos/sin tables replaced by nodes computing them (export/onnx_rotary.py)."""
+    from edgedistill.export.onnx_rotary import slim_rotary_tables
+
+    external = EXTERNAL_DATA_FILE if (path.parent / EXTERNAL_DATA_FILE).exists() else None
+    saved = slim_rotary_tables(path, external, known)
+    return f"computed at load time ({saved} bytes not stored)" if saved else "as exported"
 
 
 def _fix_kv_head_size(path: Path, head_size: int) -> None:
@@ -316,8 +335,14 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    from edgedistill.export import onnx_quant_tied as tied
+
     model = onnx.load(str(src))  # with its external data, if any
     rtn = options.int4_algorithm == "rtn"
+    # a tied table (Gemma 3): shared with the int4 LM head after RTN, else a table of its own
+    share = options.int4_embeddings and rtn and tied.tied_embedding(model) is not None
+    if options.int4_embeddings and not share:
+        tied.untie(model)
     # hqq / k_quant round the MatMul weights only; the embedding table then gets the RTN pass below
     op_types = ("MatMul", "Gather") if options.int4_embeddings and rtn else ("MatMul",)
     quantizer = MatMulNBitsQuantizer(
@@ -340,6 +365,9 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     qlog.setLevel(logging.ERROR)
     try:
         quantizer.process()
+        if share and not tied.share_with_lm_head(quantizer.model.model, options.int4_block_size):
+            tied.untie(quantizer.model.model)  # the float table, rounded by the RTN pass below
+            rtn = False
         if options.int4_embeddings and not rtn:
             quantizer = MatMulNBitsQuantizer(quantizer.model.model, bits=4, block_size=options.int4_block_size,
                                              is_symmetric=True, op_types_to_quantize=("Gather",))

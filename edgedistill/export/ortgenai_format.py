@@ -33,6 +33,7 @@ from typing import Any
 from edgedistill.errors import EdgeDistillError
 from edgedistill.export.formats import FORMATS, ExportFormat, ExportOptions, QuantSpec
 from edgedistill.export.onnx_format import check_architecture, check_quant_options, describe_onnx_file, model_type_of
+from edgedistill.export.onnx_rotary import slim_rotary_tables
 
 # Thresholds measured like the onnx format's (benchmarks/onnx_quant_figures.py, docs/export-onnx.md).
 ORTGENAI_QUANTS: dict[str, QuantSpec] = {
@@ -77,13 +78,16 @@ class OrtGenaiFormat(ExportFormat):
         for needed in ("genai_config.json", "model.onnx"):
             if not (out_dir / needed).exists():
                 raise EdgeDistillError(f"onnxruntime-genai's builder finished but wrote no {needed} into {out_dir}")
+        # the builder's stored cos/sin tables (67 MB for Gemma 3) become nodes computing them at load time
+        saved = slim_rotary_tables(out_dir / "model.onnx", "model.onnx.data")
         if not (out_dir / "tokenizer.json").exists() and not (out_dir / "tokenizer.model").exists():
             raise EdgeDistillError(
                 f"onnxruntime-genai's builder wrote no tokenizer files for {model_dir}; "
                 "onnxruntime_genai.Tokenizer needs tokenizer.json (save the model's fast tokenizer)"
             )
         return {"builder": {"onnxruntime-genai": _version("onnxruntime-genai"), "onnxruntime": _version("onnxruntime"),
-                            "precision": quant, "execution_provider": "cpu", "extra_options": extra}}
+                            "precision": quant, "execution_provider": "cpu", "extra_options": extra},
+                "rotary_tables": f"computed at load time ({saved} bytes not stored)" if saved else "as built"}
 
     def kv_cache_dtype(self, quant: str) -> str:
         # The builder's CPU graphs take float32 past_key_values at every precision (fp32, int8, int4:
