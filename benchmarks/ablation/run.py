@@ -2,6 +2,7 @@
 """What each part of pruning buys: run the ablation recipes beside the quickstart and tabulate them.
 
     python benchmarks/ablation/run.py depth depth_vocab        # after `make quickstart`
+    python benchmarks/ablation/run.py --size-speed-only depth   # prune, export, bench: no distill / eval
     python benchmarks/ablation/run.py --table-only              # just rebuild the table
 
 Each variant is a recipe (benchmarks/ablation/<name>.yaml: examples/quickstart.yaml with only
@@ -10,6 +11,12 @@ runs, the quickstart's finished generate stage (its teacher answers and its stat
 cache of the teacher are copied into the variant's out_dir, so every variant learns from the same
 answers and is scored against the same teacher outputs; the recipe itself checks the fingerprints and
 reruns anything whose settings differ. Writes benchmarks/results/ablation.{json,md}.
+
+``--size-speed-only`` runs a variant's prune stage, exports its (undistilled) student to the recipe's
+shipped quant and benches it beside the teacher with the recipe's own settings — file size and decode
+speed do not depend on training, so they are measured even where distilling the variant is too slow
+for the machine (the depth-only student keeps Gemma's 262,144-token head: each KD step costs about
+8x the quickstart student's); its quality columns then stay empty.
 """
 
 from __future__ import annotations
@@ -78,14 +85,45 @@ def row(name: str, recipe_path: Path) -> dict:
             "headline": comp.get("headline"), "load_average_when_tabulated": os.getloadavg()}
 
 
+def size_speed_only(name: str, recipe_path: Path) -> dict:
+    """Prune, export and bench one variant through the recipe's own stage settings; no distill or eval."""
+    from edgedistill.bench import bench
+    from edgedistill.export import export
+    from edgedistill.packaged_models import resolve_packaged
+    from edgedistill.prune import prune
+    from edgedistill.recipe import Plan
+
+    recipe = load_recipe(recipe_path)
+    teacher = str(resolve_packaged(recipe.teacher))
+    plan = Plan(recipe, recipe_path, teacher)
+    L = plan.layout
+    seed_from_quickstart(L.out, Path(load_recipe(QUICKSTART).out_dir))
+    report = prune(plan.config("prune"))
+    shipped = plan.config("export").planned()[0]
+    out = L.out / "undistilled"
+    export(plan.config("export", model=str(L.pruned), out_dir=str(out / "artifacts"), artifacts=[":".join(shipped)]))
+    art = next(p for p in sorted((out / "artifacts").iterdir()) if (p / "manifest.json").exists())
+    bench_report = bench(plan.config("bench", artifacts=[str(art), teacher], out=str(out / "bench"), targets=["host"]))
+    measured = {r["artifact"]: r for r in bench_report.rows if r["label"] == "measured" and r["status"] == "ok"}
+    student, teach = measured.get(art.name, {}), measured.get(Path(teacher).stem, {})
+    return {"variant": ROWS.get(name, name), "recipe": str(recipe_path.relative_to(ROOT)), "distilled": False,
+            "params": report.parameters_after["total"], "kept_tokens": None, "shipped": art.name,
+            "size_bytes": student.get("artifact_mb", 0) * 2**20 or None, "decode_tok_s": student.get("decode_tps"),
+            "speed_source": "bench (target host), undistilled student", "teacher_decode_tok_s": teach.get("decode_tps"),
+            "teacher_size_bytes": teach.get("artifact_mb", 0) * 2**20 or None, "rouge_l": None, "teacher_rouge_l": None,
+            "perplexity": None, "teacher_perplexity": None, "distill_seconds": None,
+            "headline": None, "load_average_when_measured": os.getloadavg()}
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| pruning | params | tokens kept | shipped file | size (vs teacher) | decode tok/s (vs teacher) "
              "| ROUGE-L (retention) | perplexity (teacher) |", "|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         size = f"{r['size_bytes'] / 1e6:.1f} MB ({r['size_bytes'] / r['teacher_size_bytes']:.1%})"
         speed = f"{r['decode_tok_s']:.0f} ({r['decode_tok_s'] / r['teacher_decode_tok_s']:.1f}x)"
-        rouge = f"{r['rouge_l']:.2f} ({r['rouge_l'] / r['teacher_rouge_l']:.0%})"
-        ppl = f"{r['perplexity']:.1f} ({r['teacher_perplexity']:.1f})"
+        rouge = f"{r['rouge_l']:.2f} ({r['rouge_l'] / r['teacher_rouge_l']:.0%})" if r["rouge_l"] is not None \
+            else "not distilled (see below)"
+        ppl = f"{r['perplexity']:.1f} ({r['teacher_perplexity']:.1f})" if r["perplexity"] is not None else "-"
         lines.append(f"| {r['variant']} | {r['params'] / 1e6:.1f}M | {r['kept_tokens'] or 'all'} | {r['shipped']} "
                      f"| {size} | {speed} | {rouge} | {ppl} |")
     return "\n".join(lines) + "\n"
@@ -95,19 +133,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("variants", nargs="*", help="names of benchmarks/ablation/*.yaml to run")
     ap.add_argument("--table-only", action="store_true", help="tabulate what has run; run nothing")
+    ap.add_argument("--size-speed-only", action="store_true",
+                    help="prune, export and bench the variants without distilling or scoring them")
     args = ap.parse_args()
     os.chdir(ROOT)  # recipes name their paths relative to the repository
     quick_out = Path(load_recipe(QUICKSTART).out_dir)
+    results = ROOT / "benchmarks" / "results"
+    undistilled_file = results / "ablation_size_speed.json"
+    undistilled = json.loads(undistilled_file.read_text()) if undistilled_file.exists() else {}
     for name in [] if args.table_only else args.variants:
         path = HERE / f"{name}.yaml"
+        if args.size_speed_only:
+            undistilled[name] = size_speed_only(name, path)
+            atomic_write_json(undistilled_file, undistilled)
+            continue
         seed_from_quickstart(Path(load_recipe(path).out_dir), quick_out)
         run_recipe(path)
     rows = []
     for name in ("depth", "depth_vocab"):
         if (Path(load_recipe(HERE / f"{name}.yaml").out_dir) / "report" / "comparison.json").exists():
             rows.append(row(name, HERE / f"{name}.yaml"))
+        elif name in undistilled:
+            rows.append(undistilled[name])
     rows.append(row("quickstart", QUICKSTART))
-    results = ROOT / "benchmarks" / "results"
     atomic_write_json(results / "ablation.json", rows)
     atomic_write_text(results / "ablation.md", table(rows))
     print(table(rows))
