@@ -57,6 +57,15 @@ def test_kd_through_the_map_matches_the_teacher_exactly(tmp_path, setup, loss, t
     assert _first_loss(tmp_path, teacher, student, data, loss=loss, teacher_topk=topk, temperature=2.0) < 1e-5
 
 
+def test_the_distilled_student_keeps_its_map(tmp_path, setup):
+    """Export and eval read the map from the distilled student's directory, so distill must carry it."""
+    from edgedistill.vocab_map import load_vocab_map
+
+    teacher, student, data = setup
+    _first_loss(tmp_path, teacher, student, data, loss="forward_kl")
+    assert load_vocab_map(tmp_path / "out") == load_vocab_map(student) is not None
+
+
 def test_the_map_is_what_makes_it_work(tmp_path, setup):
     """The same student with its map removed is refused (other vocabulary), not silently mis-trained."""
     import shutil
