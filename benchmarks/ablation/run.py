@@ -119,7 +119,7 @@ def table(rows: list[dict]) -> str:
     lines = ["| pruning | params | tokens kept | shipped file | size (vs teacher) | decode tok/s (vs teacher) "
              "| ROUGE-L (retention) | perplexity (teacher) |", "|---|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
-        size = f"{r['size_bytes'] / 1e6:.1f} MB ({r['size_bytes'] / r['teacher_size_bytes']:.1%})"
+        size = f"{r['size_bytes'] / 2**20:.1f} MB ({r['size_bytes'] / r['teacher_size_bytes']:.1%})"
         speed = f"{r['decode_tok_s']:.0f} ({r['decode_tok_s'] / r['teacher_decode_tok_s']:.1f}x)"
         rouge = f"{r['rouge_l']:.2f} ({r['rouge_l'] / r['teacher_rouge_l']:.0%})" if r["rouge_l"] is not None \
             else "not distilled (see below)"
