@@ -52,6 +52,10 @@ class OrtGenaiRuntime(Runtime):
         if eos_cfg is not None:
             self._eos |= set(eos_cfg) if isinstance(eos_cfg, list) else {int(eos_cfg)}
         self._context_length = int(genai.get("model", {}).get("context_length") or 0)
+        # onnxruntime-genai refuses a KV buffer shorter than a sliding window (Gemma 3: "KV cache capacity
+        # (33) must be at least local_window_size (512)"), so buffers are never sized below the window.
+        window = (genai.get("model", {}).get("decoder", {}).get("sliding_window") or {}).get("window_size")
+        self._min_buffer = int(window or 0)
 
     def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
         if self._add_special is not add_special_tokens:
@@ -74,8 +78,10 @@ class OrtGenaiRuntime(Runtime):
                 f"{max_length} tokens exceed the artifact's context length {self._context_length}"
             )
         params = og.GeneratorParams(self.model)
-        # Greedy; min_length 0 so EOS may come at any time; the buffer is sized to what is asked for.
-        params.set_search_options(max_length=max_length, do_sample=False, num_beams=1, min_length=0)
+        # Greedy; min_length 0 so EOS may come at any time; the buffer is sized to what is asked for (at
+        # least the sliding window; callers stop after the tokens they asked for, so the size changes nothing).
+        buffer = max(max_length, min(self._min_buffer, self._context_length or self._min_buffer))
+        params.set_search_options(max_length=buffer, do_sample=False, num_beams=1, min_length=0)
         return og.Generator(self.model, params)
 
     def logits(self, ids: list[int]) -> np.ndarray:
