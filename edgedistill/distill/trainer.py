@@ -73,7 +73,7 @@ from edgedistill.distill.student import add_lora, decoder_of, head_of, prune_lay
 from edgedistill.distill.vocab_teacher import MappedTeacher, check_mapped_vocab
 from edgedistill.errors import ConfigError, DataError
 from edgedistill.models import load_tokenizer, resolve_model_dir
-from edgedistill.vocab_map import copy_vocab_map, load_vocab_map
+from edgedistill.vocab_map import load_vocab_map
 
 # Settings that may differ between an interrupted run and its resumption (they do not change the result).
 RESUME_MAY_CHANGE = {"resume", "stop_at_step", "out", "work_dir", "rank_checksums", "eval_every", "save_every",
@@ -537,7 +537,8 @@ class DistillRecipe:
             with atomic_dir(self.out, cfg.overwrite, DISTILL_MARKERS, self.same_run) as tmp:
                 final.save_pretrained(tmp, safe_serialization=True)
                 self.tokenizer.save_pretrained(tmp)
-                copy_vocab_map(self.student_dir, tmp)  # its ids -> the teacher's, for export, eval and resuming KD
+                if self.vmap is not None:  # its ids -> the teacher's, for export, eval and resuming KD
+                    self.vmap.write(tmp)
                 shutil.copyfile(self.work / "train_log.jsonl", tmp / "train_log.jsonl")
                 atomic_write_json(tmp / "distill_config.json", to_dict(cfg))
                 atomic_write_json(tmp / "distill_summary.json", asdict(summary))

@@ -54,8 +54,8 @@ class OrtGenaiRuntime(Runtime):
         self._context_length = int(genai.get("model", {}).get("context_length") or 0)
         # onnxruntime-genai refuses a KV buffer shorter than a sliding window (Gemma 3: "KV cache capacity
         # (33) must be at least local_window_size (512)"), so buffers are never sized below the window.
-        window = (genai.get("model", {}).get("decoder", {}).get("sliding_window") or {}).get("window_size")
-        self._min_buffer = int(window or 0)
+        window = int((genai.get("model", {}).get("decoder", {}).get("sliding_window") or {}).get("window_size") or 0)
+        self._min_buffer = min(window, self._context_length) if self._context_length else window
 
     def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
         if self._add_special is not add_special_tokens:
@@ -80,8 +80,7 @@ class OrtGenaiRuntime(Runtime):
         params = og.GeneratorParams(self.model)
         # Greedy; min_length 0 so EOS may come at any time; the buffer is sized to what is asked for (at
         # least the sliding window; callers stop after the tokens they asked for, so the size changes nothing).
-        buffer = max(max_length, min(self._min_buffer, self._context_length or self._min_buffer))
-        params.set_search_options(max_length=buffer, do_sample=False, num_beams=1, min_length=0)
+        params.set_search_options(max_length=max(max_length, self._min_buffer), do_sample=False, num_beams=1, min_length=0)
         return og.Generator(self.model, params)
 
     def logits(self, ids: list[int]) -> np.ndarray:
