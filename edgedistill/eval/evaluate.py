@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from edgedistill.artifacts import Artifact, detect_artifact, verify_manifest_hashes
 from edgedistill.atomic import atomic_write_json, check_writable_dir
-from edgedistill.config import require
+from edgedistill.config import registered, require
 from edgedistill.errors import DataError, EdgeDistillError
 from edgedistill.eval import metrics as M
 from edgedistill.eval.decoding import generate_outputs
@@ -90,7 +90,7 @@ class EvalConfig:
             self.models = [self.models]
         require(bool(self.models) or self.teacher is not None, "models", "give at least one model to score")
         require(bool(self.data), "data", "give the test set (--data)")
-        require(self.task in TASKS, "task", f"unknown task {self.task!r}; valid: {', '.join(TASKS.names())}")
+        registered(self.task, "task", TASKS)
         require(self.max_new_tokens >= 1, "max_new_tokens", "must be >= 1")
         require(self.max_reference_tokens >= 1, "max_reference_tokens", "must be >= 1")
         require(self.max_records is None or self.max_records >= 1, "max_records", "must be >= 1 when set")
