@@ -53,10 +53,16 @@ def variants(args) -> list[dict]:
     v.append({"label": "onnx:int4 (rtn)", "model": args.student, "artifact": "onnx:int4"})
     for q in ("q8_0", "q6_k", "q5_k_m"):
         v.append({"label": f"gguf:{q}", "model": args.student, "artifact": f"gguf:{q}"})
-    for algo in args.onnx_int4_algo:
+    for algo in args.onnx_int4_algo:  # gptq is data-aware: it reads --calibration
         v.append({"label": f"onnx:int4 ({algo})", "model": args.student, "artifact": "onnx:int4",
-                  "options": {"int4_algorithm": algo}})
+                  "options": {"int4_algorithm": algo}, "calibrate": algo == "gptq"})
     return [x for x in v if not args.only or x["label"] in args.only]
+
+
+def artifact_dir(label: str, artifact: str, work: Path) -> Path:
+    """Where :func:`build` puts a variant's artifact (export's <name>-<format>-<quant>)."""
+    name = "".join(c if c.isalnum() else "_" for c in label)
+    return work / f"{name}-{artifact.replace(':', '-')}"
 
 
 def build(v: dict, work: Path, args) -> tuple[str, float]:
@@ -72,6 +78,67 @@ def build(v: dict, work: Path, args) -> tuple[str, float]:
     return str(res.artifacts[0].path), time.perf_counter() - t0
 
 
+def decode_tok_s(rt, prompts: list[list[int]], gen: int) -> float | None:
+    """Greedy decode speed: tokens after the first / seconds after the first, summed over ``prompts``
+    (the first token's time is the prompt's prefill, not decoding)."""
+    tokens, seconds = 0, 0.0
+    for ids in prompts:
+        t_first, n = None, 0
+        for _ in rt.stream(ids, gen):
+            n += 1
+            if t_first is None:
+                t_first = time.perf_counter()
+        if n > 1:
+            tokens, seconds = tokens + n - 1, seconds + time.perf_counter() - t_first
+    return round(tokens / seconds, 1) if seconds else None
+
+
+def speed_rounds(rows: list[dict], paths: dict[str, str], texts: list[str], args) -> None:
+    """Host decode tok/s of every variant in ``args.speed_rounds`` interleaved rounds (A B C .. then
+    .. C B A), each figure with the 1-minute load average before it; the median goes into the row."""
+    from edgedistill.runtimes import open_runtime
+
+    runtimes = {label: open_runtime(path, threads=args.threads, decode_only=True) for label, path in paths.items()}
+    try:
+        prompts = {label: [rt.tokenize(t) for t in texts] for label, rt in runtimes.items()}
+        for label, rt in runtimes.items():  # warm-up (allocations, first-call costs), not recorded
+            decode_tok_s(rt, prompts[label][:1], 4)
+        per = {label: [] for label in runtimes}
+        for r in range(args.speed_rounds):
+            for label in (list(runtimes) if r % 2 == 0 else list(runtimes)[::-1]):
+                load = round(os.getloadavg()[0], 2)
+                per[label].append({"tok_s": decode_tok_s(runtimes[label], prompts[label], args.speed_tokens),
+                                   "loadavg_1m": load, "round": r})
+            print(f"speed round {r + 1}/{args.speed_rounds}: "
+                  + ", ".join(f"{k} {v[-1]['tok_s']}" for k, v in per.items()), flush=True)
+    finally:
+        for rt in runtimes.values():
+            rt.close()
+    for row in rows:
+        if row["label"] in per:
+            figs = sorted(x["tok_s"] for x in per[row["label"]] if x["tok_s"])
+            row["speed_rounds"] = per[row["label"]]
+            row["decode_tok_s_median"] = figs[len(figs) // 2] if figs else None
+
+
+def speed_only(args) -> dict:
+    """--speed-from: the speed rounds over an earlier run's variants (its JSON and .md re-written)."""
+    rep = json.loads(Path(args.speed_from).read_text())
+    paths = {r["label"]: r.get("path") or (r["model"] if r["artifact"] is None else
+                                           str(artifact_dir(r["label"], r["artifact"], Path(args.work))))
+             for r in rep["rows"]}
+    cfg = EvalConfig(models=[rep["student"]], data=rep["data"], task=rep["task"],
+                     max_records=args.speed_prompts, threads=args.threads)
+    fmt = find_prompt_format([rep["student"]])
+    texts = [fmt.text(_messages(r, rep["task"]), cfg.plain_cue) for r in load_test_set(cfg)]
+    speed_rounds(rep["rows"], paths, texts, args)
+    rep.update(speed_rounds=args.speed_rounds, speed_prompts=args.speed_prompts, speed_tokens=args.speed_tokens,
+               speed_recorded_utc=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    atomic_write_json(Path(args.speed_from), rep)
+    atomic_write_text(Path(args.speed_from).with_suffix(".md"), render(rep))
+    return rep
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--student", help="float student (HF directory)")
@@ -84,14 +151,25 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="*", help="labels to run (default: all)")
+    ap.add_argument("--speed-rounds", type=int, default=0,
+                    help="after scoring: interleaved rounds of host decode tok/s over every variant (0: none)")
+    ap.add_argument("--speed-prompts", type=int, default=4, help="records whose prompts each speed round decodes")
+    ap.add_argument("--speed-tokens", type=int, default=32, help="greedy tokens per prompt in a speed round")
     ap.add_argument("--work", help="directory for the artifacts (default: a temporary one)")
     ap.add_argument("--note", default="", help="conditions, written beside the figures")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--append", action="store_true", help="keep the rows of --out (same student and data) whose "
+                                                          "labels this run does not score")
     ap.add_argument("--render", metavar="JSON", help="only re-write the .md of an earlier run's JSON")
+    ap.add_argument("--speed-from", metavar="JSON", help="only run --speed-rounds over the variants of an earlier "
+                                                         "run's JSON (artifacts in its --work) and re-write it")
     args = ap.parse_args()
     if args.render:
         rep = json.loads(Path(args.render).read_text())
         atomic_write_text(Path(args.render).with_suffix(".md"), render(rep))
+        return
+    if args.speed_from:
+        print(render(speed_only(args)))
         return
     if not (args.student and args.data and args.task):
         ap.error("--student, --data and --task are required")
@@ -102,16 +180,22 @@ def main() -> None:
     fmt = find_prompt_format([args.student])
     prompts = [fmt.text(_messages(r, args.task), cfg.plain_cue) for r in records]
     metric = task_metrics(args.task)[0]
-    rows = []
+    rows, paths = [], {}
+    if args.append and Path(args.out).exists():
+        earlier = json.loads(Path(args.out).read_text())
+        if (earlier["student"], earlier["data"], earlier["records"]) != (args.student, args.data, len(records)):
+            ap.error(f"--append: {args.out} scored another student, data or record count")
+        rows = [r for r in earlier["rows"] if r["label"] not in {v["label"] for v in variants(args)}]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         for v in variants(args):
             path, export_s = build(v, work, args)
+            paths[v["label"]] = path
             load_before = os.getloadavg()[0]
             result = score_model(path, v["label"], records, prompts, fmt, cfg)
             load_after = os.getloadavg()[0]
             row = summarise(result, [metric], None)
-            rows.append({"label": v["label"], "model": v["model"], "artifact": v["artifact"],
+            rows.append({"label": v["label"], "model": v["model"], "artifact": v["artifact"], "path": path,
                          "size_mb": round(row["size_bytes"] / 2**20, 2), metric: row["scores"][metric],
                          "perplexity": row["scores"]["perplexity"], "decode_tok_s": row["decode_tokens_per_s"],
                          "export_s": round(export_s, 1), "loadavg_1m": [round(load_before, 2), round(load_after, 2)],
@@ -120,6 +204,9 @@ def main() -> None:
                   f"ppl {rows[-1]['perplexity']}  {rows[-1]['decode_tok_s']} tok/s  load {rows[-1]['loadavg_1m']}",
                   flush=True)
             report = write(args, records, metric, rows)  # after every row: a run cut short keeps its figures
+        if args.speed_rounds:
+            speed_rounds(rows, paths, prompts[:args.speed_prompts], args)
+            report = write(args, records, metric, rows)
     print(render(report))
 
 
@@ -129,6 +216,8 @@ def write(args, records, metric, rows) -> dict:
         r["retention"] = M.retention(r[metric], floats.get(args.student), metric)
     report = {"records": len(records), "data": args.data, "task": args.task, "metric": metric,
               "student": args.student, "qat_student": args.qat_student, "calibration": args.calibration,
+              "speed_rounds": args.speed_rounds, "speed_prompts": args.speed_prompts,
+              "speed_tokens": args.speed_tokens,
               "max_new_tokens": args.max_new_tokens, "threads": args.threads, "note": args.note,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
               "recorded_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
@@ -144,13 +233,21 @@ def render(rep: dict) -> str:
              f"Student `{rep['student']}`; calibration `{rep['calibration']}`; QAT student `{rep['qat_student']}`; "
              f"{rep['max_new_tokens']} greedy tokens, {rep['threads']} threads; {rep['recorded_utc']}, "
              f"{rep['machine']['cpus']} CPUs. {rep['note']}", "",
-             f"| variant | size MB | {m} | retention (vs float student) | perplexity | host decode tok/s | "
-             "load avg 1m (before, after) |", "|---|---|---|---|---|---|---|"]
+             f"| variant | size MB | {m} | retention (vs float student) | perplexity | host decode tok/s "
+             "(while scoring) | load avg 1m (before, after) | host decode tok/s (median of the rounds) | "
+             "load avg 1m at each round |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rep["rows"]:
         ret = f"{r['retention']:.2f}" if r.get("retention") is not None else "n/a"
         ppl = f"{r['perplexity']:.2f}" if r["perplexity"] is not None else "n/a"
+        rounds = ", ".join(str(x["loadavg_1m"]) for x in r.get("speed_rounds", [])) or "n/a"
         lines.append(f"| {r['label']} | {r['size_mb']:.1f} | {r[m]:.2f} | {ret} | {ppl} | "
-                     f"{r['decode_tok_s']} | {r['loadavg_1m'][0]}, {r['loadavg_1m'][1]} |")
+                     f"{r['decode_tok_s']} | {r['loadavg_1m'][0]}, {r['loadavg_1m'][1]} | "
+                     f"{r.get('decode_tok_s_median', 'n/a')} | {rounds} |")
+    if rep.get("speed_rounds"):
+        lines += ["", f"Speed rounds: {rep['speed_rounds']} interleaved rounds (order reversed every other round), "
+                      f"each decoding {rep['speed_tokens']} greedy tokens after the prompts of the first "
+                      f"{rep['speed_prompts']} records, {rep['threads']} threads; tok/s = tokens after the first "
+                      "/ seconds after the first."]
     return "\n".join(lines) + "\n"
 
 
