@@ -41,7 +41,7 @@ class QuantSpec:
 
 
 #: onnx:int4 weight rounding (``ExportOptions.int4_algorithm``): onnxruntime's MatMulNBitsQuantizer algorithms.
-INT4_ALGORITHMS = ("rtn", "hqq", "k_quant")
+INT4_ALGORITHMS = ("rtn", "hqq", "k_quant", "gptq")
 
 
 @dataclass
@@ -64,8 +64,11 @@ class ExportOptions:
     imatrix: Path | None = field(default=None, metadata={"help": "llama.cpp importance matrix file for K-quants."})
     int4_algorithm: str = field(default="rtn", metadata={
         "help": "onnx:int4 weight rounding by onnxruntime's MatMulNBitsQuantizer: rtn (round to nearest, "
-                "symmetric), hqq or k_quant (data-free scale searches); see benchmarks/onnx_int4_algos.py.",
+                "symmetric), hqq or k_quant (data-free scale searches), gptq (data-aware: needs calibration "
+                "data); see docs/export-onnx.md.",
         "choices": INT4_ALGORITHMS})
+    calibration_texts: list[str] | None = field(default=None, repr=False, metadata={
+        "help": "Set by export from calibration_data for int4_algorithm gptq (not a user option)."})
     opset: int | None = field(default=None, metadata={"help": "ONNX opset (unset: the exporter's default)."})
     onnx_exporter: str = field(
         default="builder",

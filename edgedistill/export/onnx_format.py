@@ -162,9 +162,10 @@ class OnnxFormat(ExportFormat):
                 info["quantization"] = {"method": "quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
                                         "op_types": ["MatMul"]}
             else:
-                _quantize_int4(stage / MODEL_FILE, out_dir / MODEL_FILE, options)
+                _quantize_int4(stage / MODEL_FILE, out_dir / MODEL_FILE, options, model_dir)
                 info["quantization"] = {"method": "MatMulNBits", "bits": 4, "block_size": options.int4_block_size,
                                         "accuracy_level": options.accuracy_level("int4"), "symmetric": True,
+                                        "algorithm": options.int4_algorithm,
                                         "embeddings": "int4 (GatherBlockQuantized)" if options.int4_embeddings
                                         else "float32"}
             shutil.rmtree(stage)
@@ -331,7 +332,7 @@ def _quantize_int8(src: Path, dst: Path) -> None:
     _normalise_external_data(dst)
 
 
-def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
+def _quantize_int4(src: Path, dst: Path, options: ExportOptions, model_dir: Path | None = None) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -353,7 +354,7 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
         accuracy_level=options.accuracy_level("int4") or None,
         # Gather: the embedding table, int4 blocks along the hidden axis (quant_axes default {Gather: 1}).
         op_types_to_quantize=op_types,
-        algo_config=_int4_algo_config(options, op_types),
+        algo_config=_int4_algo_config(options, op_types, src, model_dir),
     )
     # The quantizer logs one INFO line per node it skips (thousands on a real model). With Gather it also
     # warns that it raises the graph to opset 21 / IR 10 (int4 tensors need them) and that the result
@@ -377,7 +378,8 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions) -> None:
     _save(quantizer.model.model, dst)
 
 
-def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...]):
+def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...], src: Path | None = None,
+                      model_dir: Path | None = None):
     """The quantizer's algo_config for ``options.int4_algorithm`` (None: its default RTN)."""
     algo = options.int4_algorithm
     if algo == "rtn":
@@ -388,6 +390,10 @@ def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...]):
         return mq.HQQWeightOnlyQuantConfig(block_size=options.int4_block_size, bits=4, op_types_to_quantize=op_types)
     if algo == "k_quant":  # data-free: llama.cpp-style search of each block's scale and minimum
         return mq.KQuantWeightOnlyQuantConfig(op_types_to_quantize=op_types)
+    if algo == "gptq":  # data-aware: each MatMul's rounding sees the calibration records' Hessian
+        from edgedistill.export.onnx_gptq import gptq_config
+
+        return gptq_config(src, model_dir, options.calibration_texts or [], op_types)
     from edgedistill.export.formats import INT4_ALGORITHMS
 
     raise EdgeDistillError(f"options.int4_algorithm = {algo!r} is not supported; valid: {', '.join(INT4_ALGORITHMS)}")

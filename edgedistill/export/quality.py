@@ -82,10 +82,17 @@ def run_models(q: QualityInputs, config, source, plan, log, timings: dict) -> No
         log(f"    float {q.task_check.metric}: {q.task_check.float_score}")
 
 
+def uses_gptq(options, fmt_name: str, quant: str) -> bool:
+    """onnx:int4 rounded by GPTQ (export/onnx_gptq.py): the calibration texts feed its Hessians."""
+    return fmt_name == "onnx" and quant == "int4" and options.int4_algorithm == "gptq"
+
+
 def options_for(q: QualityInputs, options, fmt_name: str, quant: str):
-    """The export options of one artifact: the computed imatrix where it applies."""
+    """The export options of one artifact: the computed imatrix, or GPTQ's calibration texts, where they apply."""
     if q.imatrix is not None and uses_imatrix(fmt_name, quant):
         return dataclasses.replace(options, imatrix=q.imatrix)
+    if q.calibration is not None and uses_gptq(options, fmt_name, quant):
+        return dataclasses.replace(options, calibration_texts=q.calibration.texts)
     return options
 
 
@@ -111,9 +118,15 @@ def manifest_extra(q: QualityInputs, options, fmt_name: str, quant: str, artifac
     if q.calibration is None:
         return extra
     used = q.imatrix is not None and uses_imatrix(fmt_name, quant)
-    entry = q.calibration.manifest_entry("imatrix" if used else "none (this type is not data-aware)")
+    gptq = uses_gptq(options, fmt_name, quant)
+    entry = q.calibration.manifest_entry("imatrix" if used else "gptq" if gptq else
+                                         "none (this type is not data-aware)")
     if used:
         entry["imatrix_sha256"] = q.imatrix_sha256
+    if gptq:
+        from edgedistill.export.onnx_gptq import GPTQ_RECORDS
+
+        entry["gptq_records"] = min(GPTQ_RECORDS, q.calibration.records)
     elif options.imatrix is not None and uses_imatrix(fmt_name, quant):
         entry["used_for"] = f"none: the given imatrix {options.imatrix} was used instead"
     return extra | {"calibration": entry}

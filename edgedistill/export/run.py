@@ -128,6 +128,8 @@ class ExportConfig:
 
         require(self.options.int4_algorithm in INT4_ALGORITHMS, "options.int4_algorithm",
                 f"{self.options.int4_algorithm!r} is not one of {', '.join(INT4_ALGORITHMS)}")
+        require(self.options.int4_algorithm != "gptq" or bool(self.calibration_data), "options.int4_algorithm",
+                "gptq is data-aware: give --calibration-data FILE (records the model will serve)")
         require(isinstance(self.calibration_records, int) and self.calibration_records >= 1,
                 "calibration_records", "must be an integer >= 1")
         require(isinstance(self.min_retention, (int, float)) and 0 < self.min_retention <= 1, "min_retention",
