@@ -164,7 +164,8 @@ class OnnxFormat(ExportFormat):
             else:
                 _quantize_int4(stage / MODEL_FILE, out_dir / MODEL_FILE, options, model_dir)
                 info["quantization"] = {"method": "MatMulNBits", "bits": 4, "block_size": options.int4_block_size,
-                                        "accuracy_level": options.accuracy_level("int4"), "symmetric": True,
+                                        "accuracy_level": options.accuracy_level("int4"),
+                                        "symmetric": options.int4_algorithm in ("rtn", "gptq"),
                                         "algorithm": options.int4_algorithm,
                                         "embeddings": "int4 (GatherBlockQuantized)" if options.int4_embeddings
                                         else "float32"}
