@@ -4,7 +4,7 @@ and its artifacts, side by side, scored by ``edgedistill.eval`` on the same held
 Variants (issue #13): float, gguf q8_0, q6_k, q5_k_m, q4_k_m, q4_k_m + imatrix (from --calibration),
 q4_k_m + QAT + imatrix (needs --qat-student, a student distilled with ``--qat gguf:q4_k_m``), onnx int4
 (RTN, the default) and onnx int4 with each --onnx-int4-algo given (hqq, k_quant: onnxruntime's data-free
-scale searches; its data-aware GPTQ is not wired, see docs/export-onnx.md).
+scale searches; gptq: data-aware, reads --calibration, see docs/export-onnx.md).
 
     .venv/bin/python benchmarks/quant_quality.py --student runs/quickstart/distilled \\
         --calibration runs/quickstart/generated.jsonl --qat-student runs/qat/distilled \\
