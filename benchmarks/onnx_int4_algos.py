@@ -36,7 +36,8 @@ OUT = Path(__file__).parent / "results" / "onnx_int4_algos.json"
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--student", help="also measure this HF model directory")
-    ap.add_argument("--algos", nargs="+", default=list(INT4_ALGORITHMS))
+    ap.add_argument("--algos", nargs="+", default=[a for a in INT4_ALGORITHMS if a != "gptq"],
+                    help="gptq needs calibration data: benchmarks/quant_quality.py --onnx-int4-algo gptq measures it")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
