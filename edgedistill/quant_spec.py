@@ -75,7 +75,7 @@ class FormatQuant:
 
 
 def _registered_quants() -> dict[str, list[str]]:
-    from edgedistill.export.formats import FORMATS  # importing the package registers the built-in formats
+    from edgedistill.export.formats import FORMATS  # its first lookup imports the built-in formats
 
     return {name: list(fmt.quants) for name, fmt in FORMATS.items()}
 
