@@ -33,6 +33,7 @@ import torch
 from edgedistill.config import require
 from edgedistill.quant_spec import FormatQuant
 
+
 @dataclass(frozen=True)
 class Grid:
     bits: int
