@@ -14,6 +14,7 @@ behind them (--json, --stop) stay plain ``click.option``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from pathlib import Path
@@ -73,9 +74,15 @@ def cli_help(f: dataclasses.Field) -> str:
     return text[0].upper() + text[1:] if first.isalpha() and first.islower() else text
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    # resolving a class's string annotations costs about a millisecond, and the CLI asks once per option
+    return typing.get_type_hints(cls)
+
+
 def _field_type(cls: type, name: str) -> tuple[Any, bool]:
     """(scalar type, is_list) of a field, with `X | None` unwrapped."""
-    tp = typing.get_type_hints(cls)[name]
+    tp = _type_hints(cls)[name]
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         tp = args[0] if len(args) == 1 else tp

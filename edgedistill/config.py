@@ -14,8 +14,6 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from edgedistill.errors import ConfigError, did_you_mean
 from edgedistill.registry import Registry
 
@@ -93,6 +91,8 @@ def load_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
+    import yaml  # here, not at the top: every settings module (and so `--help`) imports this one
+
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -22,9 +22,21 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A name -> object table with clear errors for unknown names."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, loader: Callable[[], object] | None = None):
         self.kind = kind
         self._items: dict[str, T] = {}
+        # Imports the modules that register the built-in entries, at the first lookup rather than when
+        # the registry's module is imported (the CLI reads settings modules without needing any entry).
+        self._loader = loader
+
+    def _load(self) -> None:
+        if self._loader is not None:
+            loader, self._loader = self._loader, None  # what the loader registers must not call it again
+            try:
+                loader()
+            except BaseException:
+                self._loader = loader  # a failed import is reported again at the next lookup
+                raise
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
         """Register ``obj`` under ``name``; used bare or as a decorator."""
@@ -44,22 +56,27 @@ class Registry(Generic[T]):
         self._items[name] = obj
 
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._items[name]
         except KeyError:
             raise EdgeDistillError(f"unknown {self.kind} {name!r}; {did_you_mean(str(name), self.names())}") from None
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
 
     def items(self) -> list[tuple[str, T]]:
+        self._load()
         return sorted(self._items.items())
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._load()
         return len(self._items)

@@ -35,6 +35,7 @@ from typing import Any
 
 from edgedistill.errors import ConfigError, EdgeDistillError, did_you_mean
 from edgedistill.packaged_models import cache_root
+from edgedistill.quant_spec import FormatQuant
 from edgedistill.runtime_registry import RUNTIMES as RUNTIME_SPECS
 from edgedistill.runtime_registry import runtime_for_format
 
@@ -43,7 +44,6 @@ RUNTIMES = tuple(RUNTIME_SPECS.names())  # what a profile's `runtimes` may list:
 TRANSPORT_KINDS = ("local", "ssh", "adb", "none")
 ISA_FAMILIES = ("armv7", "armv8", "armv9", "x86-64", "xtensa", "riscv32", "riscv64")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_QUANT_RE = re.compile(r"^[a-z0-9_]+$")
 AUTO_FIELDS = (
     "cpu_big_cores", "cpu_little_cores", "threads", "ram_mb", "memory_budget_mb",
     "memory_bandwidth_gbs", "peak_gflops",
@@ -206,11 +206,14 @@ class TargetProfile:
         pq = self.preferred_quants
         if isinstance(pq, str) or not isinstance(pq, (list, tuple)):
             raise bad("preferred_quants", f"must be a list of 'format:quant', got {pq!r}")
+        specs = []
         for item in pq:
-            fmt, _, quant = str(item).partition(":")
-            if fmt not in self.formats or not _QUANT_RE.match(quant):
-                raise bad("preferred_quants", f"{item!r} is not 'format:quant' with a format from formats {list(self.formats)}")
-        self._set("preferred_quants", tuple(pq))
+            try:  # any well-formed quant of the profile's formats: the exporters need not be installed here
+                specs.append(FormatQuant.parse(item, known=dict.fromkeys(self.formats)))
+            except ConfigError:
+                raise bad("preferred_quants", f"{item!r} is not 'format:quant' with a format from formats "
+                                              f"{list(self.formats)}") from None
+        self._set("preferred_quants", tuple(str(s) for s in specs))
 
     def _check_transport(self) -> None:
         """A mapping becomes TransportSettings (unknown keys refused), then validates itself."""

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgedistill.bench.plan import MB, RUNTIME_MEMORY, parse_quant, plan, runtime_memory_bytes, shape_from_config
+from edgedistill.bench.plan import MB, RUNTIME_MEMORY, plan, runtime_memory_bytes, shape_from_config
 from edgedistill.bench.projection import _params_from_config
 from edgedistill.cli import main
 from edgedistill.errors import ConfigError
 from edgedistill.export.formats import FORMATS
+from edgedistill.quant_spec import FormatQuant
 from edgedistill.targets import load_target
 
 CONFIG = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_attention_heads": 32,
@@ -85,12 +86,16 @@ def test_runtime_memory_reproduces_the_runs_it_was_calibrated_on():
     assert set(RUNTIME_MEMORY) == {"llama.cpp", "onnxruntime", "ort-genai"}
 
 
+def parse_quant(text):  # how `plan --quant` reads its specs (bare quants allowed)
+    return FormatQuant.parse(text, field="quant", bare=True)
+
+
 def test_quant_parsing_errors():
-    assert parse_quant("q4_k_m") == ("gguf", "q4_k_m")
-    assert parse_quant("ort-genai:int4") == ("ort-genai", "int4")
+    assert parse_quant("q4_k_m") == FormatQuant("gguf", "q4_k_m")
+    assert parse_quant("ort-genai:int4") == FormatQuant("ort-genai", "int4")
     with pytest.raises(ConfigError, match="is a quant of onnx and ort-genai; say which"):
         parse_quant("int4")
-    with pytest.raises(ConfigError, match="format onnx has no quantization 'q4_k_m'; it has fp32"):
+    with pytest.raises(ConfigError, match="quantization 'q4_k_m' is not available for format onnx; valid: fp32"):
         parse_quant("onnx:q4_k_m")
     with pytest.raises(ConfigError, match="no format has this quantization"):
         parse_quant("q3_z")
@@ -113,7 +118,7 @@ def test_cli_plan_json_and_errors(config_file, tmp_path):
     r = CliRunner().invoke(main, ["plan", str(config_file), "-t", "raspberry-pi-5"])
     assert r.exit_code != 0 and "--quant is required" in r.output
     r = CliRunner().invoke(main, ["plan", str(config_file), "--quant", "onnx:q4_k_m", "-t", "raspberry-pi-5"])
-    assert r.exit_code != 0 and "has no quantization 'q4_k_m'" in r.output
+    assert r.exit_code != 0 and "quantization 'q4_k_m' is not available for format onnx" in r.output
 
 
 def test_target_missing_predictor_fields_names_the_field(config_file):

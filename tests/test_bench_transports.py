@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from edgedistill.bench import BenchConfig, bench
-from edgedistill.bench.transports import SshTransport
+from edgedistill.bench.transports import TRANSPORTS, SshTransport, make_transport
 from edgedistill.errors import EdgeDistillError
-from edgedistill.targets import TransportSettings
+from edgedistill.targets import TRANSPORT_KINDS, TransportSettings
 
 REPO_TARGETS = Path(__file__).resolve().parents[1] / "targets"
 FAST = dict(prompt_lens=[8], gen_len=4, warmup=1, min_reps=2, min_duration_s=0.0, max_reps=2, progress=False)
@@ -264,3 +264,46 @@ def test_ssh_end_to_end_against_a_real_sshd(sshd, tiny_gguf, tmp_path):
     (d / "known_hosts").write_text(f"[127.0.0.1]:{sshd['port']} " + (d / "clientkey.pub").read_text())
     with pytest.raises(EdgeDistillError, match="failed while creating the remote directory"):
         bench(BenchConfig(artifacts=[str(tiny_gguf)], targets=["board"], targets_dir=str(tdir), mode="device", out="", **FAST))
+
+
+# -- none --------------------------------------------------------------------------------------------
+def test_no_transport_refuses_device_mode(tiny_gguf, tmp_path):
+    """A profile that cannot be reached (kind none) is refused before anything runs, and its transport
+    refuses too if called directly."""
+    tdir = tmp_path / "targets"
+    tdir.mkdir()
+    _profile(tdir, "sealed", {"kind": "none"})
+    with pytest.raises(EdgeDistillError, match="target sealed has no transport"):
+        bench(BenchConfig(artifacts=[str(tiny_gguf)], targets=["sealed"], targets_dir=str(tdir), mode="device",
+                          out="", **FAST))
+    with pytest.raises(EdgeDistillError, match=r"has no transport \(transport.kind: none\)"):
+        make_transport(TransportSettings(kind="none")).run({"artifact": str(tiny_gguf)})
+
+
+# -- every registered transport has a case -----------------------------------------------------------
+# A transport registered without a row here fails test_every_transport_has_a_case: the tests of this
+# module that run it, at least one of them in the default run (not slow / integration).
+TRANSPORT_CASES = {
+    "local": ["test_bench_gguf_through_llama_cpp", "test_bench_onnx_through_onnxruntime", "test_bench_ort_genai"],
+    "ssh": ["test_ssh_refused_is_a_clear_error", "test_ssh_silent_host_times_out",
+            "test_ssh_end_to_end_against_a_real_sshd"],
+    "adb": ["test_adb_transport_with_a_fake_adb", "test_adb_missing_is_a_clear_error"],
+    "none": ["test_no_transport_refuses_device_mode"],
+}
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS.names())
+def test_every_transport_has_a_case(kind):
+    assert kind in TRANSPORT_CASES, f"transport {kind!r} is registered but has no case here (tests that run it)"
+    tests = [globals().get(name) for name in TRANSPORT_CASES[kind]]
+    assert all(callable(t) for t in tests), f"{kind}: a listed test does not exist: {TRANSPORT_CASES[kind]}"
+    default_run = [t for t in tests
+                   if not {m.name for m in getattr(t, "pytestmark", [])} & {"slow", "integration"}]
+    assert default_run, f"transport {kind!r} is only tested outside the default run"
+    settings = TransportSettings(kind=kind, host="device.local", known_hosts=os.devnull)
+    settings.validate(f"profile with transport {kind!r}")  # a device profile may name it
+    assert type(make_transport(settings)) is TRANSPORTS.get(kind)
+
+
+def test_profiles_accept_exactly_the_registered_transports():
+    assert set(TRANSPORT_KINDS) == set(TRANSPORTS.names())

@@ -13,6 +13,7 @@ import export_fake_format
 from edgedistill.config import from_dict
 from edgedistill.errors import ConfigError, EdgeDistillError, VerificationError
 from edgedistill.export import ExportConfig, export
+from edgedistill.quant_spec import FormatQuant
 
 
 @pytest.fixture
@@ -200,7 +201,7 @@ def test_config_from_dict_with_nested_options():
     cfg = from_dict(ExportConfig, {"model": "m", "artifacts": "gguf:q4_k_m, onnx:int4",
                                    "options": {"int4_block_size": 64}}, where="recipe.yaml [export]")
     assert cfg.artifacts == ["gguf:q4_k_m", "onnx:int4"] and cfg.options.int4_block_size == 64
-    assert cfg.planned() == [("gguf", "q4_k_m"), ("onnx", "int4")]
+    assert cfg.planned() == [FormatQuant("gguf", "q4_k_m"), FormatQuant("onnx", "int4")]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import torch
 
 from edgedistill.distill import DistillConfig, distill
 from edgedistill.distill.qat import (GRIDS, QatPhase, disable_fake_quant, enable_fake_quant, fake_quantize,
-                                     parse_qat, quantized_linears)
+                                     grid_for, quantized_linears)
 from edgedistill.errors import ConfigError
 
 
@@ -122,7 +122,7 @@ def test_straight_through_gradient_and_forward():
 
 @pytest.mark.parametrize("spec", ["gguf:q4_k_m", "gguf:q6_k", "onnx:int8", "gguf:q2_k"])
 def test_every_grid_has_at_most_2_bits_levels_per_block(spec):
-    _, _, grid = parse_qat(spec)
+    grid = grid_for(spec)
     w = torch.randn(4, 256)
     fq = fake_quantize(w, grid)
     block = grid.block or 256
@@ -134,7 +134,7 @@ def test_every_grid_has_at_most_2_bits_levels_per_block(spec):
 def test_qat_config_errors():
     base = dict(student="s", data="d.jsonl", out="o")
     for spec, match in [("gguf:q9_9", "q4_k_m"), ("onnx:fp16", "float types"), ("tflite:int8", "valid: gguf"),
-                        ("q4_k_m", "FORMAT:QUANT")]:
+                        ("q4_k_m", "format:quant")]:
         with pytest.raises(ConfigError, match=rf"'qat'.*{match}"):
             DistillConfig(**base, qat=spec)
     with pytest.raises(ConfigError, match="qat_fraction"):

@@ -23,6 +23,7 @@ from edgedistill.artifacts import FORMAT_RUNTIME, detect_artifact
 from edgedistill.bench.predict import predict_speed
 from edgedistill.bench.projection import ModelShape, _params_from_config, model_shape
 from edgedistill.errors import ConfigError, EdgeDistillError
+from edgedistill.quant_spec import FormatQuant
 
 MB = 2**20
 # runtime -> (fixed MB, prepacked copies of the weights, logits bytes per prompt position per vocab entry)
@@ -67,31 +68,6 @@ class PlanRow:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def parse_quant(spec: str, default_format: str | None = None) -> tuple[str, str]:
-    """'q4_k_m' -> ('gguf', 'q4_k_m'); 'onnx:int4' -> ('onnx', 'int4'); errors list what exists."""
-    from edgedistill.export.formats import FORMATS
-
-    fmt, sep, quant = spec.partition(":")
-    if not sep:
-        quant = fmt
-        owners = [n for n in ("gguf", "onnx", "ort-genai") if quant in FORMATS.get(n).quants]
-        if default_format in owners:
-            owners = [default_format]
-        if len(owners) != 1:
-            raise ConfigError(
-                f"--quant {spec!r}: " + (f"is a quant of {' and '.join(owners)}; say which, e.g. {owners[0]}:{quant}"
-                                         if owners else "no format has this quantization"),
-                hint="; ".join(f"{n}: {', '.join(FORMATS.get(n).quants)}" for n in ("gguf", "onnx", "ort-genai")),
-            )
-        fmt = owners[0]
-    if fmt not in FORMAT_RUNTIME or fmt == "hf":
-        raise ConfigError(f"--quant {spec!r}: unknown format {fmt!r}; valid: gguf, onnx, ort-genai")
-    quants = FORMATS.get(fmt).quants
-    if quant not in quants:
-        raise ConfigError(f"--quant {spec!r}: format {fmt} has no quantization {quant!r}; it has {', '.join(quants)}")
-    return fmt, quant
 
 
 def _read_config(path: Path) -> dict:
@@ -148,18 +124,16 @@ def _model_variants(model: Path, quants: list[str]) -> list[tuple[str, str, Mode
         cfg = _read_config(model)
         vocab = cfg.get("text_config", cfg).get("vocab_size", 0)
         out = []
-        for spec in quants:
-            fmt, quant = parse_quant(spec)
+        for fmt, quant in FormatQuant.parse_list(quants, field="quant", bare=True):
             shape, size = shape_from_config(cfg, fmt, quant, str(model))
             out.append((fmt, quant, shape, size, "estimated: parameters x bits per weight of the quant", vocab))
         return out
     art = detect_artifact(model)
     shape = model_shape(art)
     quant = art.manifest.get("quant") or _gguf_quant(art) or "as stored"
-    for spec in quants:
-        fmt, q = parse_quant(spec, default_format=art.format)
-        if (fmt, q) != (art.format, quant):
-            raise ConfigError(f"--quant {spec!r}: {model} is already a {art.format}:{quant} file; plan it as it is "
+    for spec in FormatQuant.parse_list(quants, field="quant", bare=True, default_format=art.format):
+        if spec != FormatQuant(art.format, quant):
+            raise ConfigError(f"--quant {str(spec)!r}: {model} is already a {art.format}:{quant} file; plan it as it is "
                               "(omit --quant) or give the Hugging Face model / config.json to compare quants")
     vocab = _vocab_of(art)
     return [(art.format, quant, shape, art.size_bytes(), "the artifact's files", vocab)]

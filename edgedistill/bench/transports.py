@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from edgedistill.bench import runner as runner_module
 from edgedistill.errors import EdgeDistillError
@@ -45,6 +46,17 @@ class Transport:
 
     def close(self) -> None:
         """Remove what was copied to the device (a no-op locally)."""
+
+    def _on_device(self, spec: dict, copy: Callable[[Path, str], None]) -> dict:
+        """``spec`` with the artifact's paths as the device sees them, after ``copy(artifact, remote_dir)``
+        has put the artifact and the runner there (once a session: later runs reuse the copy)."""
+        rdir = self.settings.remote_dir
+        art = Path(spec["artifact"])
+        remote_art = f"{rdir}/{art.name}"
+        if str(art) not in self._copied:
+            copy(art, rdir)
+            self._copied.add(str(art))
+        return dict(spec, artifact=remote_art, main_file=_remap(spec["main_file"], art, remote_art))
 
 
 @TRANSPORTS.register("local")
@@ -105,17 +117,16 @@ class SshTransport(Transport):
         return self._call(["ssh", *self._opts(), "-p", str(self.settings.port), self._dest, command],
                           what, input=input, timeout=timeout)
 
+    def _copy(self, art: Path, rdir: str) -> None:
+        s = self.settings
+        self._ssh(f"mkdir -p {shlex.quote(rdir)}", "creating the remote directory", timeout=s.connect_timeout_s + 10)
+        scp = ["scp", *self._opts(), "-P", str(s.port), "-q"]
+        self._call([*scp, "-r", str(art), str(RUNNER_FILE), f"{self._dest}:{rdir}/"], "copying the artifact and runner")
+
     def run(self, spec: dict) -> dict:
         s = self.settings
         rdir = s.remote_dir
-        art = Path(spec["artifact"])
-        remote_art = f"{rdir}/{art.name}"
-        if str(art) not in self._copied:
-            self._ssh(f"mkdir -p {shlex.quote(rdir)}", "creating the remote directory", timeout=s.connect_timeout_s + 10)
-            scp = ["scp", *self._opts(), "-P", str(s.port), "-q"]
-            self._call([*scp, "-r", str(art), str(RUNNER_FILE), f"{self._dest}:{rdir}/"], "copying the artifact and runner")
-            self._copied.add(str(art))
-        spec = dict(spec, artifact=remote_art, main_file=_remap(spec["main_file"], art, remote_art))
+        spec = self._on_device(spec, self._copy)
         cmd = f"cd {shlex.quote(rdir)} && OMP_NUM_THREADS={int(spec['threads'])} {_python_cmd(s.python)} runner.py"
         p = self._ssh(cmd, "running the benchmark", input=json.dumps(spec))
         return parse_runner_output(p.stdout, p.stderr, p.returncode, f"on {self._dest}")
@@ -138,17 +149,15 @@ class AdbTransport(Transport):
                                    hint="is the phone attached with USB debugging on? (adb devices)")
         return p
 
+    def _push(self, art: Path, rdir: str) -> None:
+        self._adb("shell", f"mkdir -p {shlex.quote(rdir)}", what="creating the remote directory")
+        self._adb("push", str(art), f"{rdir}/", what="pushing the artifact")
+        self._adb("push", str(RUNNER_FILE), f"{rdir}/runner.py", what="pushing the runner")
+
     def run(self, spec: dict) -> dict:
         s = self.settings
         rdir = s.remote_dir
-        art = Path(spec["artifact"])
-        remote_art = f"{rdir}/{art.name}"
-        if str(art) not in self._copied:
-            self._adb("shell", f"mkdir -p {shlex.quote(rdir)}", what="creating the remote directory")
-            self._adb("push", str(art), f"{rdir}/", what="pushing the artifact")
-            self._adb("push", str(RUNNER_FILE), f"{rdir}/runner.py", what="pushing the runner")
-            self._copied.add(str(art))
-        spec = dict(spec, artifact=remote_art, main_file=_remap(spec["main_file"], art, remote_art), cpus=None)
+        spec = dict(self._on_device(spec, self._push), cpus=None)
         import tempfile
 
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:

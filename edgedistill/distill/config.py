@@ -142,12 +142,9 @@ class DistillConfig:
             require(self.student is not None, "student", "give --student PATH (or --init-from-teacher)")
         require(0.0 < self.qat_fraction <= 1.0, "qat_fraction", f"must be within (0, 1], got {self.qat_fraction}")
         if self.qat is not None:
-            from edgedistill.distill.qat import parse_qat
+            from edgedistill.distill.qat import grid_for
 
-            try:
-                parse_qat(self.qat)
-            except ValueError as exc:
-                require(False, "qat", str(exc))
+            grid_for(self.qat)
             require(self.lora_r == 0, "qat", "needs full fine-tuning (lora_r 0): LoRA's merged weights are not "
                                              "the ones trained against the grid")
 

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 
 import torch
 
+from edgedistill.config import require
+from edgedistill.quant_spec import FormatQuant
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -56,17 +59,15 @@ GRIDS: dict[str, dict[str, Grid]] = {
 }
 
 
-def parse_qat(spec: str) -> tuple[str, str, Grid]:
-    """'gguf:q4_k_m' -> (format, quant, grid); a ValueError naming what is valid otherwise."""
-    fmt, sep, quant = str(spec).partition(":")
-    if not (sep and fmt and quant):
-        raise ValueError(f"{spec!r} is not FORMAT:QUANT (e.g. gguf:q4_k_m, onnx:int4)")
-    if fmt not in GRIDS:
-        raise ValueError(f"format {fmt!r} has no quantization grid; valid: {', '.join(GRIDS)}")
-    if quant not in GRIDS[fmt]:
-        raise ValueError(f"{fmt} has no quantized type {quant!r} to train for; valid: {', '.join(GRIDS[fmt])} "
-                         "(float types need no quantization-aware training)")
-    return fmt, quant, GRIDS[fmt][quant]
+def grid_for(spec: FormatQuant | str) -> Grid:
+    """The grid of ``gguf:q4_k_m`` (a :class:`FormatQuant` or its text); a ConfigError naming ``qat``
+    and what is valid otherwise."""
+    spec = FormatQuant.parse(spec, field="qat")
+    require(spec.format in GRIDS, "qat", f"format {spec.format!r} has no quantization grid; valid: {', '.join(GRIDS)}")
+    grids = GRIDS[spec.format]
+    require(spec.quant in grids, "qat", f"{spec.format} has no quantized type {spec.quant!r} to train for; valid: "
+                                        f"{', '.join(grids)} (float types need no quantization-aware training)")
+    return grids[spec.quant]
 
 
 def _roundf(x: torch.Tensor) -> torch.Tensor:
@@ -152,9 +153,9 @@ def disable_fake_quant(model: torch.nn.Module) -> None:
 class QatPhase:
     """The trainer's hook: ``at_step(student, step)`` switches fake quantization on at ``start``."""
 
-    def __init__(self, spec: str, fraction: float, total_steps: int):
-        self.spec = spec
-        _, _, self.grid = parse_qat(spec)
+    def __init__(self, spec: FormatQuant | str, fraction: float, total_steps: int):
+        self.spec = str(spec)
+        self.grid = grid_for(spec)
         self.start = total_steps - max(1, math.ceil(fraction * total_steps)) + 1
         self.layers = 0
 
@@ -165,7 +166,7 @@ class QatPhase:
                   flush=True)
 
 
-def kl_to_artifact(model_dir, artifact_dir, spec: str, prompts=None, threads: int | None = None) -> dict:
+def kl_to_artifact(model_dir, artifact_dir, spec: FormatQuant | str, prompts=None, threads: int | None = None) -> dict:
     """Mean KL(fake-quantized student || artifact) over the verification prompts' positions: how close
     the grid trained against is to what the exporter wrote (0 up to float noise for the exact grids)."""
     import numpy as np
@@ -174,7 +175,7 @@ def kl_to_artifact(model_dir, artifact_dir, spec: str, prompts=None, threads: in
     from edgedistill.models import load_causal_lm
     from edgedistill.runtimes import open_runtime
 
-    _, _, grid = parse_qat(spec)
+    grid = grid_for(spec)
     model, tok = load_causal_lm(model_dir, what="model")
     model.eval()
     enable_fake_quant(model, grid)
@@ -189,5 +190,5 @@ def kl_to_artifact(model_dir, artifact_dir, spec: str, prompts=None, threads: in
                 t = t[-1:]
             lp_t, lp_a = _log_softmax(t[:, :n]), _log_softmax(a[-t.shape[0]:, :n])
             kls.extend((np.exp(lp_t) * (lp_t - lp_a)).sum(-1).clip(min=0).tolist())
-    return {"qat": spec, "exact_grid": grid.exact, "kl_mean": float(np.mean(kls)), "kl_max": float(np.max(kls)),
+    return {"qat": str(spec), "exact_grid": grid.exact, "kl_mean": float(np.mean(kls)), "kl_max": float(np.max(kls)),
             "positions": len(kls)}

@@ -16,8 +16,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from edgedistill.stopping import has_stop
 
 
@@ -44,6 +42,8 @@ def generate_outputs(runtime, prompts: list[list[int]], cfg, desc: str = "eval")
 def _one_at_a_time(runtime, prompts: list[list[int]], cfg, desc: str) -> Decoded:
     eos = runtime.eos_token_ids
     result = Decoded(outputs=[])
+    from tqdm import tqdm  # imported when used: `edgedistill --help` reads the eval settings
+
     for prompt_ids in tqdm(prompts, desc=desc, unit="rec", leave=False):
         t_start = time.perf_counter()
         out_ids, t_first = stream_until_stop(runtime, prompt_ids, cfg.max_new_tokens, cfg.stop, eos)
@@ -78,6 +78,8 @@ def _batched(runtime, prompts: list[list[int]], cfg, desc: str) -> Decoded:
     # Similar lengths together: less padding, and the order does not change any output.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     rows: dict[int, list[int]] = {}
+    from tqdm import tqdm
+
     bar = tqdm(total=len(prompts), desc=desc, unit="rec", leave=False)
     for start in range(0, len(order), cfg.batch_size):
         chunk = order[start: start + cfg.batch_size]

@@ -29,8 +29,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from edgedistill.artifacts import Artifact, detect_artifact, verify_manifest_hashes
 from edgedistill.atomic import atomic_write_json, check_writable_dir
 from edgedistill.config import registered, require
@@ -494,6 +492,8 @@ def evaluate(cfg: EvalConfig) -> EvalReport:
     prompts = [fmt.text(_messages(rec, cfg.task), cfg.plain_cue) for rec in records]
     metric_names = task_metrics(cfg.task)
     results = []
+    from tqdm import tqdm  # imported when used: `edgedistill --help` reads this module
+
     for path, name in tqdm(entries, desc="eval models", unit="model"):
         art = detect_artifact(path)
         fp = _fingerprint(art, cfg, records, fmt.source)

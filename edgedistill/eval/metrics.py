@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 #: metric -> True when larger is better (retention = score / teacher's), False for perplexity
 HIGHER_IS_BETTER = {
     "accuracy": True,
@@ -62,10 +60,14 @@ def rouge_l(hypotheses: list[str], references: list[str]) -> float:
 
         _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     scores = [_ROUGE.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references)]
+    import numpy as np
+
     return 100.0 * float(np.mean(scores))
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
+    import numpy as np  # here, not at the top: `edgedistill --help` imports this module (eval settings)
+
     x = logits.astype(np.float64, copy=False)
     m = x.max(axis=-1, keepdims=True)
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
@@ -73,6 +75,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def reference_nll(position_logits: np.ndarray, target_ids: list[int]) -> np.ndarray:
     """Negative log-likelihood of each target token; ``position_logits[i]`` predicts ``target_ids[i]``."""
+    import numpy as np
+
     logp = log_softmax(position_logits)
     return -logp[np.arange(len(target_ids)), np.asarray(target_ids)]
 
@@ -85,6 +89,8 @@ class PerplexityAccumulator:
     tokens: int = 0
 
     def add(self, nll: np.ndarray) -> None:
+        import numpy as np
+
         self.nll_sum += float(np.sum(nll))
         self.tokens += int(len(nll))
 

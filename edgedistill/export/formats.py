@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgedistill.registry import Registry
 
 
@@ -114,8 +112,16 @@ class ExportFormat(ABC):
         """
 
     def kv_bytes_per_value(self, quant: str) -> int:
+        import numpy as np  # imported when used: the CLI reads this module for ExportOptions
+
         return np.dtype(self.kv_cache_dtype(quant)).itemsize
 
 
-FORMATS: Registry[ExportFormat] = Registry("export format")
+def _builtin_formats() -> None:
+    # Each module registers its format; imported at the first lookup, so reading ExportOptions (the
+    # CLI does, for --help) does not import gguf, onnx and numpy.
+    from edgedistill.export import gguf, onnx_format, ortgenai_format  # noqa: F401
+
+
+FORMATS: Registry[ExportFormat] = Registry("export format", loader=_builtin_formats)
 

@@ -16,7 +16,6 @@ task check's figures are ``verification.figures.task``.
 from __future__ import annotations
 
 import datetime as _dt
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ TOOL_PACKAGES = (
 
 
 def tool_versions() -> dict[str, str | None]:
+    from importlib import metadata  # ~20 ms: imported when an artifact is written, not for `--help`
+
     out: dict[str, str | None] = {}
     for pkg in TOOL_PACKAGES:
         try:

@@ -110,7 +110,16 @@ def check_quant_options(fmt: ExportFormat, quant: str, options: ExportOptions) -
             f"options.int4_block_size = {options.int4_block_size} is not supported; "
             f"valid: {', '.join(map(str, VALID_INT4_BLOCK_SIZES))}"
         )
-    if quant == "int4" and fmt.name == "onnx" and options.int4_embeddings and options.opset and options.opset < 18:
+    if options.int4_accuracy_level is not None and options.int4_accuracy_level not in VALID_ACCURACY_LEVELS:
+        raise EdgeDistillError(
+            f"options.int4_accuracy_level = {options.int4_accuracy_level} is not supported; valid: 0 (fp32 compute), "
+            "1 (fp32), 2 (fp16), 3 (bf16), 4 (int8 compute)"
+        )
+
+
+def _check_onnx_options(quant: str, options: ExportOptions) -> None:
+    """The options only the onnx format reads (its float graph's exporter and opset)."""
+    if quant == "int4" and options.int4_embeddings and options.opset and options.opset < 18:
         # the int4 table needs opset 21, to which the quantizer raises the graph without converting its
         # nodes; the operator forms of opset 18 and later survive that, older ones (ReduceMean's axes
         # attribute, for one) do not
@@ -118,18 +127,13 @@ def check_quant_options(fmt: ExportFormat, quant: str, options: ExportOptions) -
             f"onnx:int4 with an int4 embedding table needs opset >= 18 (options.opset = {options.opset})",
             hint="drop --opset, pass --opset 18 or higher, or keep the table float with --int4-float-embeddings",
         )
-    if fmt.name == "onnx" and options.onnx_exporter not in ONNX_EXPORTERS:
+    if options.onnx_exporter not in ONNX_EXPORTERS:
         raise EdgeDistillError(f"options.onnx_exporter = {options.onnx_exporter!r} is not known; "
                                f"valid: {', '.join(ONNX_EXPORTERS)}")
-    if fmt.name == "onnx" and options.onnx_exporter == "builder" and options.opset:
+    if options.onnx_exporter == "builder" and options.opset:
         raise EdgeDistillError(
             f"options.opset = {options.opset} applies to the optimum exporter only; onnxruntime-genai's builder "
             "writes its own opset", hint="drop --opset, or pass --onnx-exporter optimum")
-    if options.int4_accuracy_level is not None and options.int4_accuracy_level not in VALID_ACCURACY_LEVELS:
-        raise EdgeDistillError(
-            f"options.int4_accuracy_level = {options.int4_accuracy_level} is not supported; valid: 0 (fp32 compute), "
-            "1 (fp32), 2 (fp16), 3 (bf16), 4 (int8 compute)"
-        )
 
 
 class OnnxFormat(ExportFormat):
@@ -142,6 +146,7 @@ class OnnxFormat(ExportFormat):
     def write(self, model_dir: Path, out_dir: Path, quant: str, options: ExportOptions) -> dict[str, Any]:
         model_dir, out_dir = Path(model_dir), Path(out_dir)
         check_quant_options(self, quant, options)
+        _check_onnx_options(quant, options)
         check_architecture(self, model_dir)
         info: dict[str, Any] = {"exporter": {"tool": options.onnx_exporter, **_versions()}, "task": TASK}
         if quant == "fp32":

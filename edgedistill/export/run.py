@@ -30,11 +30,12 @@ from typing import Callable
 
 from edgedistill.atomic import apply_umask, atomic_dir, check_output_dir, clean_partials
 from edgedistill.config import registered, require, to_dict
-from edgedistill.errors import EdgeDistillError, VerificationError, did_you_mean
+from edgedistill.errors import EdgeDistillError, VerificationError
 from edgedistill.export.formats import FORMATS, ExportOptions
 from edgedistill.export.manifest import build_manifest, write_manifest
 from edgedistill.vocab_map import copy_vocab_map
 from edgedistill.export.source import SourceModel, inspect_source
+from edgedistill.quant_spec import FormatQuant
 from edgedistill.export.verify import VERIFY_PROMPTS, build_reference, thresholds_of, unloadable, verify_artifact
 
 MB = 2**20
@@ -99,9 +100,7 @@ class ExportConfig:
         require(isinstance(self.artifacts, (list, tuple)), "artifacts", "must be a list of 'format:quant'")
         self.artifacts = [str(a).strip() for a in self.artifacts]
         require(bool(self.model), "model", "give the model directory or .gguf file to export")
-        for a in self.artifacts:
-            fmt, sep, quant = a.partition(":")
-            require(bool(sep and fmt and quant), "artifacts", f"{a!r} is not 'format:quant' (e.g. gguf:q4_k_m)")
+        self._planned = FormatQuant.parse_list(self.artifacts, field="artifacts")  # typed once, used inward
         require(bool(self.artifacts) or bool(self.target), "artifacts",
                 "name at least one 'format:quant' (or set `target` to let the device profile choose)")
         require(not (self.artifacts and self.target), "target",
@@ -144,9 +143,9 @@ class ExportConfig:
             registered(self.task, "task", TASKS)
             require(self.verify, "eval_data", "the task check is part of verification; drop --no-verify")
 
-    def planned(self) -> list[tuple[str, str]]:
-        """The (format, quant) pairs named in ``artifacts``, duplicates dropped, order kept."""
-        return list(dict.fromkeys(tuple(a.split(":", 1)) for a in self.artifacts))
+    def planned(self) -> list[FormatQuant]:
+        """The (format, quant) specs named in ``artifacts``, duplicates dropped, order kept."""
+        return list(self._planned)
 
 
 @dataclass
@@ -312,12 +311,9 @@ def export(config: ExportConfig, log: Callable[[str], None] = _stderr) -> Export
 
 
 def check_request(source: SourceModel, fmt_name: str, quant: str) -> None:
-    """Format exists, quant is one of its types, architecture is supported: else a clear error."""
+    """The format supports the model's architecture, else a clear error (format and quant were checked
+    when the request was parsed: edgedistill.quant_spec)."""
     fmt = FORMATS.get(fmt_name)
-    if quant not in fmt.quants:
-        raise EdgeDistillError(
-            f"quantization {quant!r} is not available for format {fmt_name}; {did_you_mean(quant, fmt.quants)}"
-        )
     if source.model_type not in fmt.supported_architectures:
         raise EdgeDistillError(
             f"format {fmt_name} cannot export architecture {source.model_type!r} ({source.path / 'config.json'}); "

@@ -29,8 +29,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from edgedistill.export.formats import QuantSpec
 
 #: Prompts for the logit and greedy comparisons: prose, chat-like, code, numbers, non-Latin text.
@@ -203,6 +201,8 @@ def unloadable(exc: BaseException, spec: QuantSpec) -> Verification:
 
 def _all_rows(rt, ids: list[int]) -> np.ndarray:
     """Logits for every position, also from runtimes that only return the last one."""
+    import numpy as np  # imported when used: `edgedistill --help` reads ExportConfig, which imports this module
+
     if rt.full_logits:
         return np.asarray(rt.logits(ids))
     return np.stack([np.asarray(rt.logits(ids[: i + 1]))[-1] for i in range(len(ids))])
@@ -216,6 +216,8 @@ def compare(ref: Reference, art: ArtifactOutputs | list[np.ndarray], greedy: lis
     prompt positions are compared, ``greedy_match`` falls back to the free-running share and stream
     consistency is not measured (``None``). :func:`verify_artifact` always does the full comparison.
     """
+    import numpy as np
+
     if not isinstance(art, ArtifactOutputs):
         art = ArtifactOutputs(list(art), greedy or [], None, corpus_ids or [])
     max_abs, kls, top1 = 0.0, [], []
@@ -320,5 +322,7 @@ def _min_stream(spec: QuantSpec) -> float:
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     x = x - x.max(-1, keepdims=True)
     return x - np.log(np.exp(x).sum(-1, keepdims=True))

@@ -9,9 +9,22 @@
 file works wherever a model directory does. ``edgedistill import-gguf FILE --out DIR`` is the CLI.
 """
 
-from edgedistill.gguf_import.importer import DTYPES, SUPPORTED_ARCHITECTURES, import_gguf
-from edgedistill.gguf_import.reader import GGUFFile, TensorInfo, read_gguf
-from edgedistill.gguf_import.tokenizer import build_tokenizer_from_gguf, read_vocab, tokenizer_from_vocab
+import importlib
+
+# name -> its module, imported at first use (PEP 562): the CLI imports gguf_import.command for --help
+# and must not pay for gguf, numpy and the tokenizer code then.
+_WHERE = {
+    "DTYPES": "command", "SUPPORTED_ARCHITECTURES": "importer", "import_gguf": "importer",
+    "GGUFFile": "reader", "TensorInfo": "reader", "read_gguf": "reader",
+    "build_tokenizer_from_gguf": "tokenizer", "read_vocab": "tokenizer", "tokenizer_from_vocab": "tokenizer",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "DTYPES",

@@ -9,7 +9,10 @@ from pathlib import Path
 from edgedistill.atomic import check_output_dir
 from edgedistill.config import one_of, require
 from edgedistill.errors import EdgeDistillError, VerificationError
-from edgedistill.gguf_import.importer import DTYPES, IMPORT_MARKERS, import_gguf
+
+# Here rather than in importer.py, which imports gguf and numpy: `edgedistill --help` reads this module.
+DTYPES = ("float32", "bfloat16", "float16")
+IMPORT_MARKERS = ("gguf_import.json",)  # what tells an earlier import (replaceable) from a user's directory
 
 
 @dataclass
@@ -67,6 +70,8 @@ def _resolve_source(spec: str) -> Path:
 def run_import(config: ImportGGUFConfig) -> ImportSummary:
     """Import ``config.gguf`` into ``config.out`` and, with ``verify``, check it against llama.cpp."""
     import json
+
+    from edgedistill.gguf_import.importer import import_gguf
 
     src = _resolve_source(config.gguf)
     out = Path(config.out).expanduser()

@@ -19,8 +19,11 @@ import os
 import time
 from pathlib import Path
 
+from gguf import Keys
+
 from edgedistill.atomic import atomic_dir, atomic_write_json
 from edgedistill.errors import EdgeDistillError
+from edgedistill.gguf_import.command import DTYPES, IMPORT_MARKERS
 from edgedistill.gguf_import.reader import GGUFFile, read_gguf
 from edgedistill.gguf_import.tokenizer import CONTROL_LOOKING_TEXTS, read_vocab, tokenizer_from_vocab
 from edgedistill.vocab_map import copy_vocab_map
@@ -32,8 +35,6 @@ SUPPORTED_ARCHITECTURES = (
     "bloom", "deci", "falcon", "gemma2", "gemma3", "gpt2", "lfm2", "llama", "mamba", "mistral",
     "nemotron", "phi3", "qwen2", "qwen2moe", "qwen3", "qwen3_moe", "stablelm", "starcoder2",
 )
-DTYPES = ("float32", "bfloat16", "float16")
-IMPORT_MARKERS = ("gguf_import.json",)  # what tells an earlier import (replaceable) from a user's directory
 
 # Texts llama.cpp treats as "end of generation" besides the eos token: used for generation_config.
 _EOG_TEXTS = frozenset(
@@ -78,25 +79,25 @@ def _config(path: Path, gguf: GGUFFile, fast: bool):
         raise EdgeDistillError(f"could not read the model configuration of {path}: {msg}") from None
     arch = gguf.architecture
     # Qwen 3 (and others) have head_dim != hidden_size / heads; transformers leaves its default (128).
-    key_length = gguf.get(f"{arch}.attention.key_length")
+    key_length = gguf.arch_get(Keys.Attention.KEY_LENGTH)
     if key_length is not None and hasattr(config, "head_dim"):
         config.head_dim = int(key_length)
     if arch in ("gemma2", "gemma3"):
         # llama.cpp scales attention by 1/sqrt(head_dim), or 1/sqrt(hidden/heads) for the 27B models
         # (62 / 46 layers); transformers' GGUF mapping always assumes 256.
-        scale = gguf.get(f"{arch}.attention.scale")
-        heads = gguf.get(f"{arch}.attention.head_count")
-        big = gguf.get(f"{arch}.block_count") == {"gemma3": 62, "gemma2": 46}[arch]
+        scale = gguf.arch_get(Keys.Attention.SCALE)
+        heads = gguf.arch_get(Keys.Attention.HEAD_COUNT)
+        big = gguf.arch_get(Keys.LLM.BLOCK_COUNT) == {"gemma3": 62, "gemma2": 46}[arch]
         if scale:
             config.query_pre_attn_scalar = 1.0 / float(scale) ** 2
         elif big and heads:
-            config.query_pre_attn_scalar = int(gguf.get(f"{arch}.embedding_length")) // int(heads)
+            config.query_pre_attn_scalar = int(gguf.arch_get(Keys.LLM.EMBEDDING_LENGTH)) // int(heads)
         elif key_length is not None:
             config.query_pre_attn_scalar = int(key_length)
-        swa_base = gguf.get(f"{arch}.rope.freq_base_swa")
+        swa_base = gguf.arch_get(Keys.Rope.FREQ_BASE_SWA)
         if swa_base is not None and hasattr(config, "rope_local_base_freq"):
             config.rope_local_base_freq = float(swa_base)
-        pattern = gguf.get(f"{arch}.attention.sliding_window_pattern")
+        pattern = gguf.arch_get(Keys.Attention.SLIDING_WINDOW_PATTERN)
         layer_types = getattr(config, "layer_types", None)
         if pattern is not None and hasattr(pattern, "__len__") and layer_types and len(pattern) == len(layer_types):
             config.layer_types = ["sliding_attention" if bool(p) else "full_attention" for p in pattern]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from gguf import Keys
 
 from edgedistill.errors import EdgeDistillError
 from edgedistill.gguf_import.reader import GGUFFile, read_gguf
@@ -108,10 +109,10 @@ def _opt_int(meta: dict, key: str) -> int | None:
 
 
 def read_vocab(gguf: GGUFFile) -> GGUFVocab:
-    meta = gguf.metadata
+    meta, T = gguf.metadata, Keys.Tokenizer
     where = f"{gguf.path}"
-    model = meta.get("tokenizer.ggml.model")
-    if model is None or "tokenizer.ggml.tokens" not in meta:
+    model = meta.get(T.MODEL)
+    if model is None or T.LIST not in meta:
         raise EdgeDistillError(
             f"{where} has no tokenizer (metadata tokenizer.ggml.model / tokenizer.ggml.tokens missing)",
             hint="import a GGUF file written with its vocabulary (llama.cpp's convert_hf_to_gguf.py does)",
@@ -120,37 +121,36 @@ def read_vocab(gguf: GGUFFile) -> GGUFVocab:
         raise EdgeDistillError(
             f"{where}: tokenizer.ggml.model is {model!r}; supported tokenizer types: {', '.join(TOKENIZER_MODELS)}"
         )
-    tokens = list(meta["tokenizer.ggml.tokens"])
+    tokens = list(meta[T.LIST])
     n = len(tokens)
-    types = meta.get("tokenizer.ggml.token_type")
+    types = meta.get(T.TOKEN_TYPE)
     types = np.full(n, NORMAL, dtype=np.int32) if types is None else np.asarray(types, dtype=np.int32)
-    scores = meta.get("tokenizer.ggml.scores")
+    scores = meta.get(T.SCORES)
     scores = None if scores is None else np.asarray(scores, dtype=np.float32)
     if len(types) != n or (scores is not None and len(scores) != n):
         raise EdgeDistillError(f"{where}: tokenizer.ggml.token_type/scores do not have one entry per token ({n})")
-    pre = str(meta.get("tokenizer.ggml.pre", "default"))
+    pre = str(meta.get(T.PRE, "default"))
     if model == "llama":
         default_bos = True
     else:
         default_bos = BPE_PRE_TOKENIZERS.get(pre, ([], False, False))[2]
-    arch = meta.get("general.architecture", "")
-    context = meta.get(f"{arch}.context_length")
+    context = gguf.arch_get(Keys.LLM.CONTEXT_LENGTH)
     vocab = GGUFVocab(
         model=model,
         pre=pre,
         tokens=tokens,
         scores=scores,
         types=types,
-        merges=list(meta.get("tokenizer.ggml.merges", [])),
-        bos_id=_opt_int(meta, "tokenizer.ggml.bos_token_id"),
-        eos_id=_opt_int(meta, "tokenizer.ggml.eos_token_id"),
-        unk_id=_opt_int(meta, "tokenizer.ggml.unknown_token_id"),
-        pad_id=_opt_int(meta, "tokenizer.ggml.padding_token_id"),
-        add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", default_bos)),
-        add_eos=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
-        add_space_prefix=bool(meta.get("tokenizer.ggml.add_space_prefix", model == "llama")),
-        chat_template=meta.get("tokenizer.chat_template"),
-        model_name=str(meta.get("general.name", "")),
+        merges=list(meta.get(T.MERGES, [])),
+        bos_id=_opt_int(meta, T.BOS_ID),
+        eos_id=_opt_int(meta, T.EOS_ID),
+        unk_id=_opt_int(meta, T.UNK_ID),
+        pad_id=_opt_int(meta, T.PAD_ID),
+        add_bos=bool(meta.get(T.ADD_BOS, default_bos)),
+        add_eos=bool(meta.get(T.ADD_EOS, False)),
+        add_space_prefix=bool(meta.get(T.ADD_PREFIX, model == "llama")),
+        chat_template=meta.get(T.CHAT_TEMPLATE),
+        model_name=str(meta.get(Keys.General.NAME, "")),
         context_length=None if context is None else int(context),
         source=where,
     )

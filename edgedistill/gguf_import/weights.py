@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gguf import Keys
 
 from edgedistill.gguf_import.reader import GGUFFile
 
 
 _BIG_KEYS = frozenset(
-    ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.merges"]
+    [Keys.Tokenizer.LIST, Keys.Tokenizer.SCORES, Keys.Tokenizer.TOKEN_TYPE, Keys.Tokenizer.MERGES]
 )
 
 
@@ -38,7 +39,7 @@ def config_dict(gguf: GGUFFile) -> dict[str, Any]:
     from transformers.modeling_gguf_pytorch_utils import GGUF_TO_TRANSFORMERS_MAPPING
 
     arch = gguf.architecture
-    name = str(gguf.get("general.name", "")).lower()
+    name = str(gguf.get(Keys.General.NAME, "")).lower()
     updated = arch
     if "llama" in arch and "mistral" in name:
         updated = "mistral"
@@ -73,8 +74,8 @@ def config_dict(gguf: GGUFFile) -> dict[str, Any]:
         cfg["num_key_value_heads"] = max(kv)
         cfg["block_auto_adjust_ff_dim"] = False
         cfg["full_attn_idxs"] = [i for i, n in enumerate(kv) if n > 0]
-    if "vocab_size" not in cfg and "tokenizer.ggml.tokens" in gguf.metadata:
-        cfg["vocab_size"] = len(gguf.metadata["tokenizer.ggml.tokens"])
+    if "vocab_size" not in cfg and Keys.Tokenizer.LIST in gguf.metadata:
+        cfg["vocab_size"] = len(gguf.metadata[Keys.Tokenizer.LIST])
     return cfg
 
 

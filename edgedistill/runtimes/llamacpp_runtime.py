@@ -76,9 +76,11 @@ class LlamaCppRuntime(Runtime):
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.n_vocab = self.llm.n_vocab()
         self.n_ctx = self.llm.n_ctx()
-        meta = self.llm.metadata
-        self.add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
-        self.add_eos = meta.get("tokenizer.ggml.add_eos_token", "false") == "true"
+        from gguf import Keys
+
+        meta = self.llm.metadata  # llama.cpp gives every value as text
+        self.add_bos = meta.get(Keys.Tokenizer.ADD_BOS, "false") == "true"
+        self.add_eos = meta.get(Keys.Tokenizer.ADD_EOS, "false") == "true"
 
     # ------------------------------------------------------------------------------------ tokenizer
 

@@ -150,9 +150,9 @@ def write_imatrix(path: Path, entries: dict[str, np.ndarray], chunk_count: int =
 
     w = gguf.GGUFWriter(str(path), arch="imatrix")
     w.add_type("imatrix")
-    w.add_array("imatrix.datasets", ["edgedistill"])
-    w.add_uint32("imatrix.chunk_count", chunk_count)
-    w.add_uint32("imatrix.chunk_size", chunk_size)
+    w.add_array(gguf.Keys.IMatrix.DATASETS, ["edgedistill"])
+    w.add_uint32(gguf.Keys.IMatrix.CHUNK_COUNT, chunk_count)
+    w.add_uint32(gguf.Keys.IMatrix.CHUNK_SIZE, chunk_size)
     for name, values in entries.items():
         w.add_tensor(f"{name}.in_sum2", np.asarray(values, dtype=np.float32).reshape(1, -1))
         w.add_tensor(f"{name}.counts", np.ones((1, 1), dtype=np.float32))
