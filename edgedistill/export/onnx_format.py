@@ -290,6 +290,9 @@ def _optimum_export(model_dir: Path, out_dir: Path, dtype: str, options: ExportO
             raise EdgeDistillError(f"optimum's ONNX export of {model_dir} ({dtype}) failed: {first}") from exc
     if not (out_dir / MODEL_FILE).exists():
         raise EdgeDistillError(f"optimum's ONNX export wrote no {MODEL_FILE} into {out_dir}")
+    for name in MODEL_SIDE_FILES:  # optimum silently skips a tokenizer its transformers cannot load (saved by 5.x)
+        if (model_dir / name).is_file() and not (out_dir / name).exists():
+            shutil.copy2(model_dir / name, out_dir / name)
 
 
 def _convert_fp16(src: Path, dst: Path) -> None:
