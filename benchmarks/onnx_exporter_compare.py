@@ -174,7 +174,7 @@ def probe_bandwidth(probes: list[dict]) -> None:
 
 def measure_model(model: str, model_dir: Path, pythons: dict, work: Path, args, rows: dict) -> None:
     """Both exporters' onnx:int4 of one model: exports, graph, profile and decode rounds, A B A B."""
-    for _ in range(args.reps):  # export time
+    for _ in range(args.export_reps or args.reps):  # export time
         for exporter in EXPORTERS:
             r = export(pythons[exporter], model_dir, work / "art", f"{model}-{exporter}", exporter, args.threads)
             row = rows.setdefault((model, exporter), {"model": model, "exporter": exporter, "path": r["path"],
@@ -209,7 +209,7 @@ def write_results(rows: dict, probes: list[dict], args) -> str:
         out_rows.append({**{k: v for k, v in row.items() if k != "path"}, **c, "best_tok_s": best,
                          "fraction_of_ceiling": round(best / c["ceiling_tps"], 3)})
     result = {"onnxruntime": onnxruntime.__version__, "threads": args.threads, "decode_tokens": args.tokens,
-              "reps": args.reps, "cpu_count": os.cpu_count(), "bandwidth_probes": probes, "ceiling_bandwidth_gbs": best_bw,
+              "reps": args.reps, "export_reps": args.export_reps or args.reps, "cpu_count": os.cpu_count(), "bandwidth_probes": probes, "ceiling_bandwidth_gbs": best_bw,
               "note": "shared 2-core machine (other engineers' jobs and the lead's experiments running): "
                       "times are indicative; the ceiling uses the best copy bandwidth probed during the run",
               "rows": out_rows}
@@ -219,17 +219,43 @@ def write_results(rows: dict, probes: list[dict], args) -> str:
     return text
 
 
+def combine(paths: list[str], out: Path) -> str:
+    """One result from several runs (e.g. Gemma and the tiny models run side by side): rows joined,
+    every ceiling recomputed at the best bandwidth probed in any of the runs."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    probes = [p for r in runs for p in r["bandwidth_probes"]]
+    best_bw = max(p["gbs"] for p in probes)
+    rows = []
+    for r in runs:
+        for row in r["rows"]:
+            ceiling = best_bw * 1e9 / row["bytes_per_token"]
+            rows.append({**row, "ceiling_tps": round(ceiling, 1), "fraction_of_ceiling": round(row["best_tok_s"] / ceiling, 3)})
+    result = {**runs[0], "bandwidth_probes": probes, "ceiling_bandwidth_gbs": best_bw, "rows": rows,
+              "combined_from": [f"{r['decode_tokens']} tokens, {r['reps']} rounds" for r in runs]}
+    atomic_write_json(out, result)
+    text = to_markdown(result)
+    atomic_write_text(out.with_suffix(".md"), text)
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--optimum-python", required=True, help="python of an environment with the optimum extra")
+    ap.add_argument("--combine", nargs="+", metavar="RUN.json", help="only join earlier runs' results into --out")
+    ap.add_argument("--optimum-python", help="python of an environment with the optimum extra (required to measure)")
     ap.add_argument("--tiny", default=",".join(TINY), help="tiny architectures ('' for none)")
     ap.add_argument("--gemma", default=GEMMA, help="Gemma 3 270M: .gguf, HF dir or package: name ('' to skip)")
     ap.add_argument("--reps", type=int, default=2, help="A B rounds for export time and decode speed")
+    ap.add_argument("--export-reps", type=int, default=None, help="A B export rounds (default: --reps)")
     ap.add_argument("--tokens", type=int, default=64, help="decode steps timed per round")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads (the bandwidth probe uses every CPU)")
     ap.add_argument("--workdir", default=None, help="keep models and artifacts here (default: a temp dir)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
+    if args.combine:
+        print(combine(args.combine, Path(args.out)))
+        return
+    if not args.optimum_python:
+        ap.error("--optimum-python is required (a python whose environment has optimum-onnx)")
     tiny = [a for a in args.tiny.split(",") if a]
     with tempfile.TemporaryDirectory(prefix="onnx-exporters-") as tmp:
         work = Path(args.workdir or tmp)

@@ -204,7 +204,7 @@ def _builder_export(model_dir: Path, out_dir: Path) -> None:
 
     Its graph fuses attention (GroupQueryAttention), RoPE and the norms into onnxruntime's contrib
     operators: about a tenth of optimum's node count per decoding step, which is what decides decode
-    speed on a CPU (benchmarks/onnx_exporters.py). ``windowed_kv_cache=false`` keeps every layer's
+    speed on a CPU (benchmarks/onnx_exporter_compare.py). ``windowed_kv_cache=false`` keeps every layer's
     cache the full length (Gemma 3's sliding layers included; GQA applies the window itself), so one
     past length drives every layer, as in optimum's graphs. The builder's genai_config.json is dropped:
     the artifact is a plain onnx decoder (with it, ``detect_artifact`` would take it for ort-genai).
