@@ -175,17 +175,22 @@ def probe_bandwidth(probes: list[dict]) -> None:
 def measure_model(model: str, model_dir: Path, pythons: dict, work: Path, args, rows: dict) -> None:
     """Both exporters' onnx:int4 of one model: exports, graph, profile and decode rounds, A B A B."""
     for _ in range(args.export_reps or args.reps):  # export time
-        for exporter in EXPORTERS:
-            r = export(pythons[exporter], model_dir, work / "art", f"{model}-{exporter}", exporter, args.threads)
+        for exporter in args.exporters:
+            existing = work / "art" / f"{model}-{exporter}-onnx-int4"
+            if args.reuse and existing.is_dir():  # measured as it is; its export time is not known here
+                r = {"path": str(existing), "export_s": None, "load_avg_1m": None,
+                     "bytes": sum(f.stat().st_size for f in existing.iterdir() if f.is_file() and f.name != "manifest.json")}
+            else:
+                r = export(pythons[exporter], model_dir, work / "art", f"{model}-{exporter}", exporter, args.threads)
             row = rows.setdefault((model, exporter), {"model": model, "exporter": exporter, "path": r["path"],
                                                       "bytes": r["bytes"], "export": []})
             row["export"].append({"s": r["export_s"], "load_avg_1m": r["load_avg_1m"]})
-    for exporter in EXPORTERS:
+    for exporter in args.exporters:
         row = rows[(model, exporter)]
         row.update(stored_nodes(Path(row["path"]) / "model.onnx"))
         row["profile"] = profile_step(Path(row["path"]), args.threads, 16, work)
     for _ in range(args.reps):  # decode speed, one session per round
-        for exporter in EXPORTERS:
+        for exporter in args.exporters:
             row = rows[(model, exporter)]
             rt = open_onnx(Path(row["path"]), args.threads)
             decode(rt, 4)  # warm-up: first-run allocations
@@ -249,12 +254,15 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64, help="decode steps timed per round")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime threads (the bandwidth probe uses every CPU)")
     ap.add_argument("--workdir", default=None, help="keep models and artifacts here (default: a temp dir)")
+    ap.add_argument("--exporters", type=lambda v: v.split(","), default=list(EXPORTERS),
+                    help="comma-separated subset of builder,optimum (default both)")
+    ap.add_argument("--reuse", action="store_true", help="measure artifacts already in --workdir without exporting again")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     if args.combine:
         print(combine(args.combine, Path(args.out)))
         return
-    if not args.optimum_python:
+    if "optimum" in args.exporters and not args.optimum_python:
         ap.error("--optimum-python is required (a python whose environment has optimum-onnx)")
     tiny = [a for a in args.tiny.split(",") if a]
     with tempfile.TemporaryDirectory(prefix="onnx-exporters-") as tmp:
@@ -277,12 +285,12 @@ def to_markdown(r: dict) -> str:
     lines = ["# onnx:int4: builder (default) vs optimum-onnx graph", "",
              f"{r['note']}. onnxruntime {r['onnxruntime']}, {r['threads']} threads, {r['decode_tokens']} decode steps "
              f"per round, {r['reps']} rounds A B A B. Copy bandwidth probes: {probes}; ceiling at "
-             f"{r['ceiling_bandwidth_gbs']} GB/s.", "",
+             f"{r['ceiling_bandwidth_gbs']} GB/s." + (f" Joined runs: {'; '.join(r['combined_from'])}." if r.get("combined_from") else ""), "",
              "| model | exporter | export s (load) | MiB | stored nodes | kernels / decode step | kernel ms / step | "
              "decode tok/s per round (load) | ceiling tok/s | best / ceiling |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
-        exp = ", ".join(f"{e['s']} ({e['load_avg_1m']})" for e in row["export"])
+        exp = ", ".join(f"{e['s']} ({e['load_avg_1m']})" if e["s"] is not None else "reused" for e in row["export"])
         dec = ", ".join(f"{d['tok_s']} ({d['load_avg_1m']})" for d in row["decode"])
         p = row["profile"]
         lines.append(f"| {row['model']} | {row['exporter']} | {exp} | {row['bytes'] / 2**20:.2f} | {row['nodes']} | "
