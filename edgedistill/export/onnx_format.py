@@ -211,7 +211,7 @@ def _builder_export(model_dir: Path, out_dir: Path) -> None:
 
     Its graph fuses attention (GroupQueryAttention), RoPE and the norms into onnxruntime's contrib
     operators: about a tenth of optimum's node count per decoding step, which is what decides decode
-    speed on a CPU (benchmarks/onnx_exporters.py). ``windowed_kv_cache=false`` keeps every layer's
+    speed on a CPU (benchmarks/onnx_exporter_compare.py). ``windowed_kv_cache=false`` keeps every layer's
     cache the full length (Gemma 3's sliding layers included; GQA applies the window itself), so one
     past length drives every layer, as in optimum's graphs. The builder's genai_config.json is dropped:
     the artifact is a plain onnx decoder (with it, ``detect_artifact`` would take it for ort-genai).
@@ -297,6 +297,9 @@ def _optimum_export(model_dir: Path, out_dir: Path, dtype: str, options: ExportO
             raise EdgeDistillError(f"optimum's ONNX export of {model_dir} ({dtype}) failed: {first}") from exc
     if not (out_dir / MODEL_FILE).exists():
         raise EdgeDistillError(f"optimum's ONNX export wrote no {MODEL_FILE} into {out_dir}")
+    for name in MODEL_SIDE_FILES:  # optimum silently skips a tokenizer its transformers cannot load (saved by 5.x)
+        if (model_dir / name).is_file() and not (out_dir / name).exists():
+            shutil.copy2(model_dir / name, out_dir / name)
 
 
 def _convert_fp16(src: Path, dst: Path) -> None:
