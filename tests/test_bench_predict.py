@@ -112,17 +112,23 @@ def test_threads_add_the_rates_of_the_fastest_cores():
     assert 1.0 < two.predicted_decode_tok_s / one.predicted_decode_tok_s < (rates[0] + rates[1]) / rates[0] + 1e-9
 
 
-def test_core_gflops_must_list_every_core(tmp_path):
+def _load_edited(tmp_path, name: str, old: str, new: str):
+    """Load a copy of a built-in profile with one line changed."""
     from edgedistill.targets import load_target_file
 
-    src = Path(load_target("android-snapdragon-8-gen-3").source_file).read_text()
-    bad = tmp_path / "android-snapdragon-8-gen-3.yaml"
-    bad.write_text(src.replace("core_gflops: [105.6, 50.4, 50.4, 50.4, 47.4, 47.4, 18.2, 18.2]", "core_gflops: [105.6, 50.4]"))
+    src = Path(load_target(name).source_file).read_text()
+    assert old in src
+    bad = tmp_path / f"{name}.yaml"
+    bad.write_text(src.replace(old, new))
+    return load_target_file(bad)
+
+
+def test_core_gflops_must_list_every_core(tmp_path):
+    listed = "core_gflops: [105.6, 50.4, 50.4, 50.4, 47.4, 47.4, 18.2, 18.2]"
     with pytest.raises(ConfigError, match="invalid field 'core_gflops': lists 2 cores; the profile has 8"):
-        load_target_file(bad)
-    bad.write_text(src.replace("core_gflops: [105.6, 50.4, 50.4, 50.4, 47.4, 47.4, 18.2, 18.2]", "core_gflops: fast"))
+        _load_edited(tmp_path, "android-snapdragon-8-gen-3", listed, "core_gflops: [105.6, 50.4]")
     with pytest.raises(ConfigError, match="invalid field 'core_gflops'"):
-        load_target_file(bad)
+        _load_edited(tmp_path, "android-snapdragon-8-gen-3", listed, "core_gflops: fast")
 
 
 def test_leave_one_out_never_sees_the_judged_device():
@@ -150,13 +156,8 @@ def test_every_published_figure_names_its_source_and_the_committed_calibration_i
 
 
 def test_core_class_name_is_validated(tmp_path):
-    from edgedistill.targets import load_target_file
-
-    src = Path(load_target("raspberry-pi-5").source_file).read_text()
-    bad = tmp_path / "raspberry-pi-5.yaml"
-    bad.write_text(src.replace("core_class: cortex-a76", "core_class: 'Cortex A76!'"))
     with pytest.raises(ConfigError, match="invalid field 'core_class'"):
-        load_target_file(bad)
+        _load_edited(tmp_path, "raspberry-pi-5", "core_class: cortex-a76", "core_class: 'Cortex A76!'")
 
 
 def test_cv_flag_names_the_figure_that_tripped_it():
