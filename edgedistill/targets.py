@@ -123,6 +123,9 @@ class TargetProfile:
     core_class: str = ""
     """Core class whose published measurements calibrate speed predictions (edgedistill.bench.predict);
     empty: inferred from ``cpu`` / ``isa``, else the all-classes fallback."""
+    core_gflops: tuple[float, ...] = ()
+    """FP32 GFLOP/s of each core (a phone's prime, performance and efficiency cores differ); the speed
+    predictor runs its threads on the fastest. Empty: ``peak_gflops`` / cores each."""
     source_file: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -171,6 +174,13 @@ class TargetProfile:
             raise bad("isa", f"{self.isa!r} does not start with a known ISA family ({', '.join(ISA_FAMILIES)})")
         if self.core_class and not _NAME_RE.match(str(self.core_class)):
             raise bad("core_class", f"{self.core_class!r} must be a name such as 'cortex-a76'")
+        cg = self.core_gflops or ()
+        if isinstance(cg, str) or not isinstance(cg, (list, tuple)) or any(
+                isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0 for x in cg):
+            raise bad("core_gflops", f"{cg!r} must be a list of positive GFLOP/s, one per core")
+        if cg and len(cg) != self.cpu_big_cores + self.cpu_little_cores:
+            raise bad("core_gflops", f"lists {len(cg)} cores; the profile has {self.cpu_big_cores + self.cpu_little_cores}")
+        self._set("core_gflops", tuple(float(x) for x in cg))
 
     def _check_memory(self) -> None:
         """The numeric figures (made floats), and budget <= RAM, runtime overhead < budget."""

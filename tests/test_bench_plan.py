@@ -68,22 +68,40 @@ def test_plan_of_a_hf_directory_and_of_a_gguf(tiny_llama, tmp_path):
         plan(gguf, ["raspberry-pi-5"], quants=["q4_k_m"])
 
 
-def test_runtime_memory_reproduces_the_runs_it_was_calibrated_on():
-    """Consistency check (these runs set the constants; it is not an independent validation)."""
-    d = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/bench_overhead.json").read_text())
-    cfg = {"model_type": "llama", "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-           "num_hidden_layers": 12, "vocab_size": 32000}
-    ctx = d["settings"]["prompt_len"] + d["settings"]["gen_len"] + 16
-    for row in d["rows"]:
-        fmt, quant = row["artifact"].split("@")[0].split(":")
-        if fmt == "ort-genai":
-            continue  # a different (larger) export of the model; its shape is not this config's
-        shape, _ = shape_from_config(cfg, fmt, quant, "bench_overhead model")
-        runtime = {"gguf": "llama.cpp", "onnx": "onnxruntime"}[fmt]
-        size = row["artifact_mb"] * MB
-        peak = size + shape.kv_cache_bytes(ctx) + runtime_memory_bytes(runtime, size, 32000, d["settings"]["prompt_len"])
-        assert peak / MB == pytest.approx(row["peak_rss_mb"], rel=0.10), row["artifact"]
+def test_runtime_memory_terms():
+    """Each term of a runtime's memory follows what it models (edgedistill/bench/memory.py)."""
+    from edgedistill.bench.memory import LLAMA_CPP_UBATCH, MemoryFacts, facts_from_config
+
+    # Gemma 3 (the quickstart student's shape): two RoPE bases x cos and sin x 32768 positions x 128 floats,
+    # the 67,108,864 bytes the ONNX export reports as 'computed at load time (67108864 bytes not stored)'
+    gemma = {"model_type": "gemma3_text", "num_attention_heads": 4, "head_dim": 256, "hidden_size": 640,
+             "max_position_embeddings": 32768, "vocab_size": 5593,
+             "rope_parameters": {"full_attention": {"rope_theta": 1e6}, "sliding_attention": {"rope_theta": 1e4}}}
+    assert facts_from_config(gemma) == MemoryFacts(vocab=5593, heads=4, rotary_bytes=67108864)
+    assert facts_from_config(CONFIG).rotary_bytes == 0  # no max_position_embeddings in the config: no table
+    facts = MemoryFacts(vocab=32000, heads=8, rotary_bytes=10 * MB)
+    size = 100 * MB
+    # llama.cpp: the attention scores of a prompt batch grow with prompt x heads x context, up to one ubatch
+    short, long = (runtime_memory_bytes("llama.cpp", size, facts, p, 2048) for p in (64, 256))
+    assert long - short == RUNTIME_MEMORY["llama.cpp"]["attention_bytes"] * (256 - 64) * 8 * 2048
+    assert runtime_memory_bytes("llama.cpp", size, facts, 4 * LLAMA_CPP_UBATCH, 2048) == \
+        runtime_memory_bytes("llama.cpp", size, facts, LLAMA_CPP_UBATCH, 2048)
+    # onnxruntime: logits of every prompt position; ort-genai: neither logits nor weight copies grow it
+    assert runtime_memory_bytes("onnxruntime", size, facts, 256, 2048) > runtime_memory_bytes("onnxruntime", size, facts, 64, 2048)
+    assert runtime_memory_bytes("ort-genai", size, facts, 256, 2048) == runtime_memory_bytes("ort-genai", size, facts, 64, 2048)
+    # the tables an ONNX graph computes at load count for the ONNX runtimes only
+    no_rope = MemoryFacts(vocab=32000, heads=8)
+    assert runtime_memory_bytes("ort-genai", size, facts, 64, 2048) > runtime_memory_bytes("ort-genai", size, no_rope, 64, 2048)
+    assert runtime_memory_bytes("llama.cpp", size, facts, 64, 2048) == runtime_memory_bytes("llama.cpp", size, no_rope, 64, 2048)
     assert set(RUNTIME_MEMORY) == {"llama.cpp", "onnxruntime", "ort-genai"}
+
+
+def test_committed_memory_check_used_the_current_constants():
+    """benchmarks/results/memory_predict_check.json was reported with RUNTIME_MEMORY as it is now."""
+    d = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/memory_predict_check.json").read_text())
+    assert d["runtime_memory"] == RUNTIME_MEMORY, "rerun benchmarks/memory_predict_check.py report"
+    assert {r["format"] for r in d["rows"]} == {"gguf", "onnx", "ort-genai"}
+    assert {r["role"] for r in d["rows"]} == {"fit", "check"}
 
 
 def parse_quant(text):  # how `plan --quant` reads its specs (bare quants allowed)

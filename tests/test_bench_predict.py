@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgedistill.bench.calibrate import (
-    FIXED_GRID, GIB, fit, leave_one_device_out, load_figures, predict_figure,
+    FIXED_GRID, GIB, OVERLAP_GRID, fit, leave_one_device_out, load_figures, predict_figure,
 )
 from edgedistill.bench.calibration_data import CALIBRATION
 from edgedistill.bench.predict import ClassConstants, core_class_of, predict_speed
@@ -81,17 +81,54 @@ def test_a_target_without_predictor_fields_is_a_clear_error():
 def test_fit_recovers_constants_of_synthetic_figures():
     """Figures made by the model itself with known constants are fitted back to those constants."""
     devices = {"d1": {"core_class": "c", "cores": 4, "memory_bandwidth_gbs": 20.0, "core_gflops": 40.0},
-               "d2": {"core_class": "c", "cores": 2, "memory_bandwidth_gbs": 10.0, "core_gflops": 30.0}}
+               "d2": {"core_class": "c", "cores": 3, "memory_bandwidth_gbs": 10.0, "core_gflops": [60.0, 30.0, 10.0]}}
     truth = ClassConstants(0.55, 0.3)
     figures = []
-    for dev, threads, gib in (("d1", 4, 2.0), ("d1", 1, 2.0), ("d2", 2, 4.0), ("d2", 1, 1.0)):
+    for dev, threads, gib in (("d1", 4, 2.0), ("d1", 1, 2.0), ("d1", 2, 0.5), ("d2", 2, 4.0), ("d2", 1, 1.0), ("d2", 3, 1.0),
+                              ("d1", 4, 0.01)):  # a tiny model: the one that sees the per-layer cost
         f = {"device": dev, "size_gib": gib, "params_b": gib * 1.8, "layers": 28, "threads": threads, "source": "synthetic"}
-        f["decode_tps"] = predict_figure(f, devices[dev], truth, FIXED_GRID[0])
+        f["decode_tps"] = predict_figure(f, devices[dev], truth, FIXED_GRID[2], OVERLAP_GRID[2])
         figures.append(f)
     cal = fit(devices, figures)
     got = cal["classes"]["c"]
     assert got["bw_efficiency"] == pytest.approx(0.55, abs=0.011)
     assert got["compute_efficiency"] == pytest.approx(0.3, rel=0.08)
+    assert cal["overlap_exponent"] == OVERLAP_GRID[2] and cal["fixed_us_per_layer"] == FIXED_GRID[2]
+
+
+def test_threads_add_the_rates_of_the_fastest_cores():
+    from edgedistill.bench.predict import core_rates, thread_gflops
+
+    phone = load_target("android-snapdragon-8-gen-3")
+    rates = core_rates(phone)
+    assert rates[0] == max(rates) and len(rates) == phone.cores
+    assert thread_gflops(rates, 1) == rates[0] and thread_gflops(rates, 2) == rates[0] + rates[1]
+    pi5 = load_target("raspberry-pi-5")  # no core_gflops: the peak shared equally
+    assert core_rates(pi5) == [pi5.peak_gflops / 4] * 4
+    # a compute-bound 7B on the phone: the second thread adds a slower core's rate, not the prime core's again
+    one = predict_speed(_shape(params=6.74e9, weight_bytes=int(3.56 * GIB), layers=32), phone, context=128, threads=1)
+    two = predict_speed(_shape(params=6.74e9, weight_bytes=int(3.56 * GIB), layers=32), phone, context=128, threads=2)
+    assert one.decode_bound == "compute"
+    assert 1.0 < two.predicted_decode_tok_s / one.predicted_decode_tok_s < (rates[0] + rates[1]) / rates[0] + 1e-9
+
+
+def _load_edited(tmp_path, name: str, old: str, new: str):
+    """Load a copy of a built-in profile with one line changed."""
+    from edgedistill.targets import load_target_file
+
+    src = Path(load_target(name).source_file).read_text()
+    assert old in src
+    bad = tmp_path / f"{name}.yaml"
+    bad.write_text(src.replace(old, new))
+    return load_target_file(bad)
+
+
+def test_core_gflops_must_list_every_core(tmp_path):
+    listed = "core_gflops: [105.6, 50.4, 50.4, 50.4, 47.4, 47.4, 18.2, 18.2]"
+    with pytest.raises(ConfigError, match="invalid field 'core_gflops': lists 2 cores; the profile has 8"):
+        _load_edited(tmp_path, "android-snapdragon-8-gen-3", listed, "core_gflops: [105.6, 50.4]")
+    with pytest.raises(ConfigError, match="invalid field 'core_gflops'"):
+        _load_edited(tmp_path, "android-snapdragon-8-gen-3", listed, "core_gflops: fast")
 
 
 def test_leave_one_out_never_sees_the_judged_device():
@@ -112,19 +149,15 @@ def test_every_published_figure_names_its_source_and_the_committed_calibration_i
     assert all(f["source"].startswith("https://") for f in figures)
     cal = fit(devices, figures)
     assert cal["fixed_us_per_layer"] == CALIBRATION["fixed_us_per_layer"]
+    assert cal["overlap_exponent"] == CALIBRATION["overlap_exponent"]
     for cls, entry in cal["classes"].items():
         assert CALIBRATION["classes"][cls]["bw_efficiency"] == entry["bw_efficiency"], "rerun benchmarks/predict_calibration.py --write"
         assert CALIBRATION["classes"][cls]["compute_efficiency"] == entry["compute_efficiency"]
 
 
 def test_core_class_name_is_validated(tmp_path):
-    from edgedistill.targets import load_target_file
-
-    src = Path(load_target("raspberry-pi-5").source_file).read_text()
-    bad = tmp_path / "raspberry-pi-5.yaml"
-    bad.write_text(src.replace("core_class: cortex-a76", "core_class: 'Cortex A76!'"))
     with pytest.raises(ConfigError, match="invalid field 'core_class'"):
-        load_target_file(bad)
+        _load_edited(tmp_path, "raspberry-pi-5", "core_class: cortex-a76", "core_class: 'Cortex A76!'")
 
 
 def test_cv_flag_names_the_figure_that_tripped_it():

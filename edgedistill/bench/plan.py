@@ -7,10 +7,8 @@ file and quantization are used. Per target and quant: file size, peak memory (we
 the context + the runtime's own memory), fits or not, predicted TTFT and decode tok/s with a range
 (``predict.py``), and the ceilings beside them.
 
-Runtime memory (``RUNTIME_MEMORY``) is calibrated on this project's host-emulated runs, whose peak
-resident memory includes the Python process: a fixed part, plus for onnxruntime a copy of the weights
-it prepacks and the logits of every prompt position (its graphs return them all; llama.cpp keeps only
-the last position's).
+Runtime memory (``RUNTIME_MEMORY``, ``memory.py``) is fitted on this project's host-emulated runs,
+whose peak resident memory includes the Python process, and checked on runs it was not fitted on.
 """
 
 from __future__ import annotations
@@ -25,18 +23,8 @@ from edgedistill.bench.projection import ModelShape, _params_from_config, model_
 from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.quant_spec import FormatQuant
 
-MB = 2**20
-# runtime -> (fixed MB, prepacked copies of the weights, logits bytes per prompt position per vocab entry)
-RUNTIME_MEMORY = {
-    "llama.cpp": (100.0, 0.0, 0.0),
-    "onnxruntime": (350.0, 1.0, 6.0),
-    "ort-genai": (46.0, 0.0, 0.0),
-}
-RUNTIME_MEMORY_SOURCE = (
-    "peak RSS of host-emulated bench runs: benchmarks/results/bench_overhead.json (110M llama, vocab 32000: "
-    "gguf:q4_k_m 69.5 -> 174.8 MB, onnx:int4 67.8 -> 509.3 MB, ort-genai:int4 146.7 -> 192.3 MB) and "
-    "benchmarks/quickstart.md (201M Gemma-3 student, vocab 262144: gguf:q4_k_m 197.6 -> 316 MB, gguf:f16 390 -> "
-    "503 MB, onnx:int4 253.2 -> 1054 MB); onnxruntime's three terms are fitted to its two runs (no check left over)"
+from edgedistill.bench.memory import (  # noqa: F401  (RUNTIME_MEMORY: re-exported for callers)
+    MB, RUNTIME_MEMORY, RUNTIME_MEMORY_SOURCE, facts_from_artifact, facts_from_config, runtime_memory_bytes,
 )
 
 
@@ -107,13 +95,8 @@ def shape_from_config(cfg: dict, fmt: str, quant: str, where: str) -> tuple[Mode
     return shape, weights
 
 
-def runtime_memory_bytes(runtime: str, weight_bytes: int, vocab: int, prompt_len: int) -> int:
-    fixed_mb, copies, per_logit = RUNTIME_MEMORY[runtime]
-    return int(fixed_mb * MB + copies * weight_bytes + per_logit * prompt_len * vocab)
-
-
-def _model_variants(model: Path, quants: list[str]) -> list[tuple[str, str, ModelShape, int, str, int]]:
-    """[(format, quant, shape, file bytes, size source, vocab)] for MODEL and the requested quants."""
+def _model_variants(model: Path, quants: list[str]) -> list[tuple[str, str, ModelShape, int, str, object]]:
+    """[(format, quant, shape, file bytes, size source, MemoryFacts)] for MODEL and the requested quants."""
     is_config = model.is_file() and model.suffix == ".json"
     is_hf = model.is_dir() and (model / "config.json").exists() and not (model / "manifest.json").exists() \
         and not (model / "genai_config.json").exists() and not any(model.glob("*.onnx"))
@@ -122,11 +105,11 @@ def _model_variants(model: Path, quants: list[str]) -> list[tuple[str, str, Mode
             raise ConfigError("--quant is required when MODEL is a Hugging Face directory or config.json",
                               hint="e.g. --quant q4_k_m --quant onnx:int4")
         cfg = _read_config(model)
-        vocab = cfg.get("text_config", cfg).get("vocab_size", 0)
+        facts = facts_from_config(cfg)
         out = []
         for fmt, quant in FormatQuant.parse_list(quants, field="quant", bare=True):
             shape, size = shape_from_config(cfg, fmt, quant, str(model))
-            out.append((fmt, quant, shape, size, "estimated: parameters x bits per weight of the quant", vocab))
+            out.append((fmt, quant, shape, size, "estimated: parameters x bits per weight of the quant", facts))
         return out
     art = detect_artifact(model)
     shape = model_shape(art)
@@ -135,8 +118,7 @@ def _model_variants(model: Path, quants: list[str]) -> list[tuple[str, str, Mode
         if spec != FormatQuant(art.format, quant):
             raise ConfigError(f"--quant {str(spec)!r}: {model} is already a {art.format}:{quant} file; plan it as it is "
                               "(omit --quant) or give the Hugging Face model / config.json to compare quants")
-    vocab = _vocab_of(art)
-    return [(art.format, quant, shape, art.size_bytes(), "the artifact's files", vocab)]
+    return [(art.format, quant, shape, art.size_bytes(), "the artifact's files", facts_from_artifact(art))]
 
 
 def _gguf_quant(art) -> str | None:
@@ -155,16 +137,6 @@ def _gguf_quant(art) -> str | None:
         return None
 
 
-def _vocab_of(art) -> int:
-    for name in ("config.json", "genai_config.json"):
-        f = art.path / name if art.path.is_dir() else None
-        if f and f.exists():
-            d = json.loads(f.read_text())
-            d = d.get("model", d)
-            return d.get("text_config", d).get("vocab_size", 0)
-    return 0
-
-
 def plan(model: str | Path, targets: list, quants: list[str] | None = None, context: int | None = None,
          prompt_len: int = 128, threads: int | None = None) -> list[PlanRow]:
     """One row per (target, format:quant); nothing is run."""
@@ -178,10 +150,10 @@ def plan(model: str | Path, targets: list, quants: list[str] | None = None, cont
     for t in targets:
         target = load_target(t) if isinstance(t, str) else t
         ctx = context or target.context_length
-        for fmt, quant, shape, size, size_src, vocab in variants:
+        for fmt, quant, shape, size, size_src, facts in variants:
             runtime = FORMAT_RUNTIME[fmt]
             kv = shape.kv_cache_bytes(ctx)
-            rt = runtime_memory_bytes(runtime, size, vocab, prompt_len)
+            rt = runtime_memory_bytes(runtime, size, facts, prompt_len, ctx)
             peak = size + kv + rt
             p = predict_speed(shape, target, runtime=runtime, context=ctx, prompt_len=prompt_len, threads=threads)
             rows.append(PlanRow(

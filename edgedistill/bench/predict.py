@@ -3,17 +3,26 @@
 A ceiling (``projection.py``) says what the memory bus or the FP32 units could do at best. A
 prediction says what llama.cpp-style decoding has been *measured* to reach on that kind of core:
 
-    decode s/token = max(bytes per token / (bw_efficiency x DRAM bandwidth),          # memory
-                         2 x params / (threads x core GFLOP/s x compute_efficiency))   # arithmetic
-                     + layers x fixed_us_per_layer                                     # per-token fixed cost
-    prefill tok/s  = threads x core GFLOP/s x prefill_efficiency / (2 x params)
+    t_mem  = bytes per token / (bw_efficiency x DRAM bandwidth)                      # memory
+    t_cmp  = 2 x params / (compute_efficiency x thread GFLOP/s)                      # arithmetic
+    decode s/token = (t_mem^p + t_cmp^p)^(1/p) + layers x fixed_us_per_layer         # p: overlap
+    thread GFLOP/s = the sum over the cores the threads run on (fastest cores first)
+    prefill tok/s  = thread GFLOP/s x prefill_efficiency / (2 x params)
     TTFT           = prompt / prefill tok/s + one decode step
+
+At one or two threads decode is compute-bound (a core dequantizes and multiplies slower than the bus
+delivers), at all cores memory-bound; ``p`` (fitted, shared) says how well the two overlap: a large p
+is max(t_mem, t_cmp), p = 1 their sum. Threads add their cores' rates: llama.cpp hands out chunks of
+each matrix to whichever thread is free, so a phone's prime core does more of the work than its
+performance cores. (The other rule, threads x the slowest core as for an equal static split, was tried
+on the same leave-one-out figures: the phone's error 41% instead of 20%; benchmarks/results/predict_calibration.md.)
+Per-core GFLOP/s come from the profile's ``core_gflops`` (fastest first), else ``peak_gflops / cores``.
 
 bytes per token = weights read per token + the KV cache at the context reached, so decode slows as
 the context grows. ``bw_efficiency`` and ``compute_efficiency`` are per *core class* (Cortex-A76,
-Cortex-A72, x86 AVX2, Snapdragon 8 Gen 3); ``fixed_us_per_layer`` and ``prefill_efficiency`` are
-shared. They are fitted by ``benchmarks/predict_calibration.py`` on the published figures in
-``benchmarks/published/decode_figures.yaml`` (each with its source) and written to
+Cortex-A72, x86 AVX2, Snapdragon 8 Gen 3); ``fixed_us_per_layer``, ``overlap_exponent`` and
+``prefill_efficiency`` are shared. They are fitted by ``benchmarks/predict_calibration.py`` on the
+published figures in ``benchmarks/published/decode_figures.yaml`` (each with its source) and written to
 ``calibration_data.py``. A target whose core class has no published figures uses the constants fitted
 on all classes together and says so (``calibration`` in the result).
 
@@ -116,12 +125,30 @@ def constants_for(core_class: str, calibration: dict | None = None) -> tuple[Cla
     return const, desc, (entry["loo_low"], entry["loo_high"])
 
 
-def decode_seconds(bytes_per_token: float, params: float, layers: int, threads: int, bandwidth_gbs: float,
-                   core_gflops: float, const: ClassConstants, fixed_us_per_layer: float) -> tuple[float, str]:
-    """Seconds per decoded token and which term bounds it."""
+def thread_gflops(core_gflops, threads: int) -> float:
+    """GFLOP/s of ``threads`` threads on the fastest cores (one thread a core)."""
+    return sum(sorted(core_gflops, reverse=True)[:max(1, threads)])
+
+
+def core_rates(target) -> list[float]:
+    """Per-core FP32 GFLOP/s of a profile, fastest first."""
+    given = getattr(target, "core_gflops", None)
+    if given:
+        return sorted(given, reverse=True)
+    return [target.peak_gflops / target.cores] * target.cores
+
+
+def decode_seconds(bytes_per_token: float, params: float, layers: int, compute_gflops: float, bandwidth_gbs: float,
+                   const: ClassConstants, fixed_us_per_layer: float, overlap: float) -> tuple[float, str]:
+    """Seconds per decoded token and which term is the larger.
+
+    ``compute_gflops`` is what the decode threads together can do (thread_gflops); ``overlap`` is the
+    exponent p of the smooth maximum (t_mem^p + t_cmp^p)^(1/p).
+    """
     t_mem = bytes_per_token / (const.bw_efficiency * bandwidth_gbs * 1e9)
-    t_cmp = 2 * params / (threads * core_gflops * 1e9 * const.compute_efficiency)
-    return max(t_mem, t_cmp) + layers * fixed_us_per_layer * 1e-6, "memory" if t_mem >= t_cmp else "compute"
+    t_cmp = 2 * params / (compute_gflops * 1e9 * const.compute_efficiency)
+    both = (t_mem ** overlap + t_cmp ** overlap) ** (1 / overlap)
+    return both + layers * fixed_us_per_layer * 1e-6, "memory" if t_mem >= t_cmp else "compute"
 
 
 def threads_used(target, threads: int | None = None) -> int:
@@ -143,12 +170,12 @@ def predict_speed(shape, target, runtime: str = "llama.cpp", context: int | None
     n = threads_used(target, threads)
     context = context or target.context_length
     per_token = shape.bytes_read_per_token + shape.kv_cache_bytes(context)
-    core_gflops = target.peak_gflops / target.cores
-    secs, bound = decode_seconds(per_token, shape.params, shape.num_layers, n, target.memory_bandwidth_gbs,
-                                 core_gflops, const, cal["fixed_us_per_layer"])
+    gflops = thread_gflops(core_rates(target), n)
+    secs, bound = decode_seconds(per_token, shape.params, shape.num_layers, gflops, target.memory_bandwidth_gbs,
+                                 const, cal["fixed_us_per_layer"], cal["overlap_exponent"])
     factor = cal["runtime_factors"][runtime]["decode"]
     decode = factor / secs
-    prefill = n * core_gflops * 1e9 * cal["prefill_efficiency"] * cal["runtime_factors"][runtime]["prefill"] / (2 * shape.params)
+    prefill = gflops * 1e9 * cal["prefill_efficiency"] * cal["runtime_factors"][runtime]["prefill"] / (2 * shape.params)
     ttft_ms = (prompt_len / prefill + 1 / decode) * 1e3
     if runtime != "llama.cpp":
         desc += f"; x{factor:.2f} for {runtime} ({cal['runtime_factors'][runtime]['source']})"
