@@ -75,6 +75,13 @@ def _stop_option(stop: tuple[str, ...], no_stop: bool) -> list[str] | None:
     return [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in stop] or None
 
 
+def _model_arg(spec: str | None) -> str | None:
+    """A model argument as any command takes it: a path, or package:NAME (assembled once into the cache)."""
+    from edgedistill.packaged_models import resolve_model_arg
+
+    return resolve_model_arg(spec, log=lambda line: click.echo(line, err=True))
+
+
 # --- stage commands -------------------------------------------------------------------------------
 # Each stage module below registers its commands on `main`; keep them thin.
 
@@ -130,7 +137,7 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
     from edgedistill.generate import generate
 
     teacher = TeacherConfig(
-        path=teacher_path, url=teacher_url, model=teacher_model, api_key_env=api_key_env,
+        path=_model_arg(teacher_path), url=teacher_url, model=teacher_model, api_key_env=api_key_env,
         concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries, batch_size=batch_size,
         device=device, n_threads=n_threads, n_ctx=n_ctx,
     )
@@ -204,6 +211,7 @@ def distill_cmd(keep_layers, **options):
 
     if keep_layers is not None:
         options["keep_layers"] = parse_layer_list(keep_layers)
+    options["student"], options["teacher"] = _model_arg(options["student"]), _model_arg(options["teacher"])
     config = from_dict(DistillConfig, {k: v for k, v in options.items() if v is not None}, where="distill")
     summary = distill(config)
     from accelerate import PartialState
@@ -310,7 +318,7 @@ def export_cmd(model, formats, quants, artifact_specs, target, targets_dir, out_
         specs += [f"{f.strip()}:{q.strip()}" for f in formats.split(",") for q in quants.split(",")
                   if f.strip() and q.strip()]
     config = ExportConfig(
-        model=model, artifacts=specs, target=target, targets_dir=targets_dir, out_dir=out_dir, name=name,
+        model=_model_arg(model), artifacts=specs, target=target, targets_dir=targets_dir, out_dir=out_dir, name=name,
         verify=verify, keep_failed=keep_failed, overwrite=overwrite, new_tokens=new_tokens,
         threads=threads,
         options=ExportOptions(int4_block_size=int4_block_size, int4_accuracy_level=int4_accuracy_level,
@@ -456,7 +464,7 @@ def plan_cmd(model, quants, targets, context, prompt_len, threads, targets_dir, 
     from edgedistill.targets import load_target
 
     profiles = [load_target(t, targets_dir) for t in targets]
-    rows = plan(model, profiles, quants=list(quants), context=context, prompt_len=prompt_len, threads=threads)
+    rows = plan(_model_arg(model), profiles, quants=list(quants), context=context, prompt_len=prompt_len, threads=threads)
     click.echo(json.dumps([r.to_dict() for r in rows], indent=1) if as_json else plan_table(rows).rstrip())
 
 
@@ -631,17 +639,9 @@ def eval_cmd(models, data, task, teacher, names, out, max_records, max_new_token
     """
     from edgedistill.eval import evaluate
     from edgedistill.eval.table import markdown_table
-    from edgedistill.packaged_models import is_packaged, notice_for, resolve_packaged
-
-    def resolve(p):
-        if is_packaged(p):
-            if notice_for(p):
-                click.echo(f"note: {notice_for(p)}", err=True)
-            return str(resolve_packaged(p))
-        return p
 
     config = EvalConfig(
-        models=[resolve(m) for m in models], data=data, task=task, teacher=resolve(teacher) if teacher else None,
+        models=[_model_arg(m) for m in models], data=data, task=task, teacher=_model_arg(teacher),
         names=list(names) or None, out=out, max_records=max_records, max_new_tokens=max_new_tokens,
         perplexity=perplexity, stop=_stop_option(stop, no_stop), plain_cue=plain_cue, batch_size=batch_size,
         last_logits_perplexity=last_logits_perplexity,

@@ -36,6 +36,16 @@ def notice_for(spec: str) -> str | None:
     return next((text for key, text in NOTICES.items() if key in spec.lower()), None)
 
 
+def resolve_model_arg(spec: str | None, log=None) -> str | None:
+    """Any command's model argument: ``package:NAME`` -> its assembled file (the licence note goes to
+    ``log``); a path or None passes unchanged. Commands call this at the edge, so every stage takes them."""
+    if not is_packaged(spec):
+        return spec
+    if log is not None and notice_for(spec):
+        log(f"note: {notice_for(spec)}")
+    return str(resolve_packaged(spec))
+
+
 def resolve_packaged(spec: str) -> Path:
     """``package:NAME`` -> path of the model file, assembled into the cache on first use."""
     if not is_packaged(spec):

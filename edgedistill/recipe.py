@@ -361,7 +361,7 @@ class RunSummary:
 def run_recipe(path: str | Path, quick: bool = False, from_stage: str | None = None,
                log: Callable[[str], None] = print) -> RunSummary:
     """Run the recipe's stages in order, skipping those already finished with the same settings."""
-    from edgedistill.packaged_models import is_packaged, notice_for, resolve_packaged
+    from edgedistill.packaged_models import is_packaged, notice_for, resolve_model_arg
 
     started = time.perf_counter()
     path = Path(path)
@@ -369,13 +369,8 @@ def run_recipe(path: str | Path, quick: bool = False, from_stage: str | None = N
     if from_stage is not None and from_stage not in recipe.stages:
         raise ConfigError(f"--from-stage {from_stage!r} is not a stage of this recipe; its stages: "
                           f"{', '.join(recipe.stages)}")
-    notices = []
-    teacher = recipe.teacher
-    if is_packaged(teacher):
-        if notice_for(teacher):
-            notices.append(notice_for(teacher))
-            log(f"note: {notice_for(teacher)}")
-        teacher = str(resolve_packaged(teacher))
+    notices = [notice_for(recipe.teacher)] if is_packaged(recipe.teacher) and notice_for(recipe.teacher) else []
+    teacher = resolve_model_arg(recipe.teacher, log=log)
     plan = Plan(recipe, path, teacher)
     plan.validate()
     L = plan.layout

@@ -45,7 +45,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(`'\"])|\n\s*\n")
 
 def _signature(name: str, obj) -> str:
     try:
-        sig = str(inspect.signature(obj))
+        # a default's repr may carry its memory address ("<object object at 0x7f...>"): drop it, so the
+        # files are the same on every run
+        sig = re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(obj)))
     except (TypeError, ValueError):
         sig = "(...)"
     return f"def {name}{sig}:"
@@ -94,10 +96,15 @@ def _functions(module_name: str):
             yield f"{module_name}.{name}", name, obj
 
 
-def build_records() -> list[dict]:
-    records, seen_docs = [], set()
-    for module_name in MODULES:
-        for qualname, name, fn in _functions(module_name):
+def build_records(modules: list[str], seen_docs: set[str]) -> list[dict]:
+    """Records of ``modules`` in order; a docstring already in ``seen_docs`` (an alias) is skipped."""
+    records = []
+    for module_name in modules:
+        try:
+            functions = list(_functions(module_name))
+        except ImportError:  # a platform's optional module (e.g. nis, spwd, curses without ncurses)
+            continue
+        for qualname, name, fn in functions:
             doc = inspect.getdoc(fn)
             if not doc:
                 continue
@@ -124,10 +131,11 @@ def is_test(record_id: str) -> bool:
 
 
 def main(out_dir: Path = Path(__file__).parent) -> None:
-    records = build_records()
-    version = platform.python_version()
-    train = [r | {"source": "CPython stdlib docstring (PSF License)", "python": version} for r in records if not is_test(r["id"])]
-    test = [r | {"source": "CPython stdlib docstring (PSF License)", "python": version} for r in records if is_test(r["id"])]
+    seen_docs: set[str] = set()
+    records = build_records(MODULES, seen_docs)
+    meta = {"source": "CPython stdlib docstring (PSF License)", "python": platform.python_version()}
+    train = [r | meta for r in records if not is_test(r["id"])]
+    test = [r | meta for r in records if is_test(r["id"])]
     for name, rows in (("stdlib_summaries_train.jsonl", train), ("stdlib_summaries_test.jsonl", test)):
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         (out_dir / name).write_text(text, encoding="utf-8")
