@@ -1,6 +1,7 @@
 """Derive the quickstart data set from the docstrings of Python's standard library.
 
     .venv/bin/python examples/data/make_stdlib_data.py            # rewrites stdlib_summaries_{train,test}.jsonl
+    .venv/bin/python examples/data/make_stdlib_data.py --more-train   # + 699 training prompts from 101 more modules
 
 Task (edgedistill task ``summarization``, chat form): the user turn shows a function's signature and its
 docstring *without* the summary line; the reference is that summary line (the docstring's first
@@ -36,6 +37,20 @@ MODULES = [
     "random", "re", "secrets", "shlex", "shutil", "statistics", "string", "struct", "tarfile", "tempfile",
     "textwrap", "threading", "time", "timeit", "tokenize", "traceback", "types", "typing", "unicodedata",
     "urllib.parse", "uuid", "warnings", "weakref", "xml.etree.ElementTree", "zipfile", "zlib",
+]
+# More prompts for distillation (`--more-train`: stdlib_summaries_train_more.jsonl, not used by the quickstart):
+# every record of these modules is a training prompt; the test file stays the 116 records of MODULES.
+# Skipped: modules with side effects on import (antigravity opens a browser, this prints), GUI,
+# Windows-only and test packages.
+SKIP_MODULES = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "test",
+                "ensurepip", "venv", "pydoc_data", "msilib", "winreg", "winsound", "msvcrt", "nt", "pty", "tty"}
+SUBMODULES = [
+    "email.message", "email.parser", "email.header", "email.headerregistry", "email.policy", "email.mime.text",
+    "http.client", "http.cookies", "http.cookiejar", "http.server", "concurrent.futures", "asyncio",
+    "json.decoder", "json.encoder", "xml.dom.minidom", "xml.sax", "logging.handlers", "importlib.metadata",
+    "importlib.resources", "unittest", "unittest.mock", "multiprocessing", "sqlite3.dbapi2", "urllib.request",
+    "urllib.error", "urllib.robotparser", "collections.abc", "wsgiref.handlers", "ctypes.util", "curses.ascii",
+    "dbm.dumb", "encodings.idna",
 ]
 INSTRUCTION = "Summarize what this Python function does in one sentence."
 MAX_BODY_CHARS = 320  # keeps prompt + answer within ~128 tokens for the CPU quickstart
@@ -96,6 +111,12 @@ def _functions(module_name: str):
             yield f"{module_name}.{name}", name, obj
 
 
+def extra_train_modules() -> list[str]:
+    top = sorted(n for n in sys.stdlib_module_names
+                 if not n.startswith("_") and n not in MODULES and n not in SKIP_MODULES)
+    return top + SUBMODULES
+
+
 def build_records(modules: list[str], seen_docs: set[str]) -> list[dict]:
     """Records of ``modules`` in order; a docstring already in ``seen_docs`` (an alias) is skipped."""
     records = []
@@ -130,17 +151,21 @@ def is_test(record_id: str) -> bool:
     return h / 0xFFFFFFFF < TEST_SHARE
 
 
-def main(out_dir: Path = Path(__file__).parent) -> None:
+def main(out_dir: Path = Path(__file__).parent, more_train: bool = False) -> None:
     seen_docs: set[str] = set()
     records = build_records(MODULES, seen_docs)
     meta = {"source": "CPython stdlib docstring (PSF License)", "python": platform.python_version()}
     train = [r | meta for r in records if not is_test(r["id"])]
     test = [r | meta for r in records if is_test(r["id"])]
-    for name, rows in (("stdlib_summaries_train.jsonl", train), ("stdlib_summaries_test.jsonl", test)):
+    files = [("stdlib_summaries_train.jsonl", train), ("stdlib_summaries_test.jsonl", test)]
+    if more_train:  # after MODULES, so an alias of a docstring already used is skipped
+        files.append(("stdlib_summaries_train_more.jsonl", [r | meta for r in build_records(extra_train_modules(), seen_docs)]))
+    for name, rows in files:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         (out_dir / name).write_text(text, encoding="utf-8")
         print(f"{out_dir / name}: {len(rows)} records")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
+    args = [a for a in sys.argv[1:] if a != "--more-train"]
+    main(Path(args[0]) if args else Path(__file__).parent, more_train="--more-train" in sys.argv[1:])
