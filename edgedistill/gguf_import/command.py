@@ -62,9 +62,9 @@ class ImportSummary:
 
 
 def _resolve_source(spec: str) -> Path:
-    from edgedistill.packaged_models import is_packaged, resolve_packaged
+    from edgedistill.packaged_models import resolve_model_arg
 
-    return Path(resolve_packaged(spec)) if is_packaged(spec) else Path(spec).expanduser()
+    return Path(resolve_model_arg(spec)).expanduser()
 
 
 def run_import(config: ImportGGUFConfig) -> ImportSummary:

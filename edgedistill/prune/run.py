@@ -67,10 +67,9 @@ class PruneReport:
 def resolve_teacher(spec: str) -> Path:
     """HF dir, .gguf or package:NAME -> a Hugging Face directory (a GGUF is imported once)."""
     from edgedistill.models import resolve_model_dir
-    from edgedistill.packaged_models import is_packaged, resolve_packaged
+    from edgedistill.packaged_models import resolve_model_arg
 
-    path = str(resolve_packaged(spec)) if is_packaged(spec) else spec
-    return resolve_model_dir(path, "teacher")
+    return resolve_model_dir(resolve_model_arg(spec), "teacher")
 
 
 def parameter_counts(model) -> dict:
