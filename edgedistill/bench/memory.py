@@ -81,7 +81,7 @@ def facts_from_artifact(art) -> MemoryFacts:
 
         meta = read_gguf_header(art.main_file, with_tensors=False, max_array=0)
         arch = meta.get(Keys.General.ARCHITECTURE)
-        vocab = meta.get(f"{arch}.vocab_size") or 0
+        vocab = meta.get(Keys.LLM.VOCAB_SIZE.format(arch=arch)) or 0
         return MemoryFacts(vocab=int(vocab), heads=int(meta.get(Keys.Attention.HEAD_COUNT.format(arch=arch)) or 0))
     folder = art.path if art.path.is_dir() else art.path.parent
     if (folder / "config.json").exists():
