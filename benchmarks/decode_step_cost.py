@@ -9,8 +9,11 @@ This script times, in one process, alternating (a shared machine drifts), per GG
   decode    llama_decode alone (a fixed token), after the same prompt: llama-bench's loop
   sampler   llama_sampler_sample alone on the same logits row (its per-token cost)
   fa:step   bench's path in a context with flash attention on (llama-bench's `auto` picks it on CPU)
+  fa_small_ctx_step  the same with the context sized to prompt + gen, as llama-bench sizes it (llama.cpp
+            attends over the KV cells padded to 256, or the whole cache when smaller)
 
-and, with --llama-bench, llama-bench tg with -fa 0 and -fa 1 beside them. Timed: run it under
+and, with --llama-bench, llama-bench tg with -fa 0 and -fa 1 beside them, and with -fa 1 -d PROMPT
+(the same positions as bench's decode). Timed: run it under
 `flock /work/cpu.lock` on a shared machine; the 1-minute load average is recorded per round.
 
     python benchmarks/decode_step_cost.py FILE.gguf [FILE.gguf ...] [--llama-bench PATH] [--threads 2]
@@ -31,18 +34,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _open(path: Path, threads: int, flash: bool):
+def _open(path: Path, threads: int, flash: bool | None = None, n_ctx: int | None = None):
+    """bench's runtime as it opens the file; with ``flash`` / ``n_ctx`` a context opened otherwise."""
     from edgedistill.artifacts import detect_artifact
     from edgedistill.runtimes.llamacpp_runtime import LlamaCppRuntime
 
     rt = LlamaCppRuntime(detect_artifact(path), threads=threads, decode_only=True)
-    if flash:  # a second context on the same file, flash attention on (the runtime opens it off)
+    if flash is not None or n_ctx:
         import llama_cpp
 
         rt.llm.close()
-        rt.llm = llama_cpp.Llama(model_path=str(rt.artifact.main_file), n_ctx=rt.n_ctx, n_batch=512,
-                                 n_threads=threads, flash_attn=True, verbose=False)
+        rt.llm = llama_cpp.Llama(model_path=str(rt.artifact.main_file), n_ctx=n_ctx or rt.n_ctx, n_batch=512,
+                                 n_threads=threads, flash_attn=bool(flash), verbose=False)
         rt._vocab = llama_cpp.llama_model_get_vocab(rt.llm.model)
+        rt.n_ctx = rt.llm.n_ctx()
     return rt
 
 
@@ -88,9 +93,10 @@ def time_sampler(rt, ids, gen) -> float:
     return (time.perf_counter() - t0) / gen * 1e6
 
 
-def llama_bench(exe: str, path: Path, threads: int, gen: int, reps: int, fa: int) -> dict:
+def llama_bench(exe: str, path: Path, threads: int, gen: int, reps: int, fa: int, depth: int = 0) -> dict:
     out = subprocess.run([exe, "-m", str(path), "-t", str(threads), "-p", "0", "-n", str(gen), "-r", str(reps),
-                          "-fa", str(fa), "-o", "json"], capture_output=True, text=True, check=True, timeout=900)
+                          "-fa", str(fa), "-d", str(depth), "-o", "json"], capture_output=True, text=True, check=True,
+                         timeout=900)
     tg = json.loads(out.stdout)[0]
     return {"tg_tps": tg["avg_ts"], "sd": tg.get("stddev_ts"), "build": tg.get("build_commit")}
 
@@ -107,11 +113,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     results = []
     for path in args.files:
-        rt, fa = _open(path, args.threads, False), _open(path, args.threads, True)
+        rt, fa = _open(path, args.threads), _open(path, args.threads, flash=True)
+        small = _open(path, args.threads, flash=True, n_ctx=args.prompt_len + args.gen_len)
         ids = _prompt(rt, args.prompt_len)
-        time_step(rt, ids, args.gen_len), time_step(fa, ids, args.gen_len)  # warm-up
+        for m in (rt, fa, small):
+            time_step(m, ids, args.gen_len)  # warm-up
         rec = {"file": str(path), "mb": path.stat().st_size / 2**20, "step": [], "decode": [], "sampler_us": [],
-               "fa_step": [], "fa_decode": [], "lb_fa0": [], "lb_fa1": [], "load": []}
+               "fa_step": [], "fa_decode": [], "fa_small_ctx_step": [], "lb_fa0": [], "lb_fa1": [], "lb_fa1_d": [],
+               "load": []}
         for _ in range(args.rounds):
             rec["load"].append(os.getloadavg()[0])
             rec["step"].append(time_step(rt, ids, args.gen_len))
@@ -119,11 +128,15 @@ def main(argv=None) -> int:
             rec["sampler_us"].append(time_sampler(rt, ids, args.gen_len))
             rec["fa_step"].append(time_step(fa, ids, args.gen_len))
             rec["fa_decode"].append(time_decode(fa, ids, args.gen_len))
+            rec["fa_small_ctx_step"].append(time_step(small, ids, args.gen_len))
             if args.llama_bench:
                 for f in (0, 1):
                     rec[f"lb_fa{f}"].append(llama_bench(args.llama_bench, path, args.threads, args.gen_len, 3, f)["tg_tps"])
+                # tg at the same positions as bench's decode (after the prompt): context prompt + gen
+                rec["lb_fa1_d"].append(llama_bench(args.llama_bench, path, args.threads, args.gen_len, 3, 1,
+                                                   depth=args.prompt_len)["tg_tps"])
         rec["load"].append(os.getloadavg()[0])
-        rt.close(), fa.close()
+        rt.close(), fa.close(), small.close()
         med = {k: statistics.median(v) for k, v in rec.items() if isinstance(v, list) and v and k != "load"}
         rec["median"] = med
         print(f"{path.name} ({rec['mb']:.1f} MB), load {min(rec['load']):.2f}-{max(rec['load']):.2f}: "
