@@ -9,11 +9,14 @@ This script times, in one process, alternating (a shared machine drifts), per GG
   decode    llama_decode alone (a fixed token), after the same prompt: llama-bench's loop
   sampler   llama_sampler_sample alone on the same logits row (its per-token cost)
   fa:step   bench's path in a context with flash attention on (llama-bench's `auto` picks it on CPU)
+  fa_step_watched    fa:step while the runner's memory-budget thread polls VmRSS every 50 ms
   fa_small_ctx_step  the same with the context sized to prompt + gen, as llama-bench sizes it (llama.cpp
             attends over the KV cells padded to 256, or the whole cache when smaller)
 
-and, with --llama-bench, llama-bench tg with -fa 0 and -fa 1 beside them, and with -fa 1 -d PROMPT
-(the same positions as bench's decode). Timed: run it under
+and, with --llama-bench, llama-bench tg with -fa 0 and -fa 1 beside them, with -fa 1 -d PROMPT (the
+same positions as bench's decode, in a PROMPT + GEN cache). llama.cpp attends over the used KV cells
+padded to 256, but its CPU flash-attention kernel skips masked cells, so the padding of bench's
+2048-token cache costs little (fa_small_ctx_step). Timed: run it under
 `flock /work/cpu.lock` on a shared machine; the 1-minute load average is recorded per round.
 
     python benchmarks/decode_step_cost.py FILE.gguf [FILE.gguf ...] [--llama-bench PATH] [--threads 2]
@@ -55,6 +58,9 @@ def _prompt(rt, n: int) -> list[int]:
     from edgedistill.bench.runner import synthetic_prompt
 
     return synthetic_prompt(rt, n)
+
+
+from edgedistill.bench.runner import MemoryWatch  # noqa: E402
 
 
 def time_step(rt, ids, gen) -> float:
@@ -119,7 +125,7 @@ def main(argv=None) -> int:
         for m in (rt, fa, small):
             time_step(m, ids, args.gen_len)  # warm-up
         rec = {"file": str(path), "mb": path.stat().st_size / 2**20, "step": [], "decode": [], "sampler_us": [],
-               "fa_step": [], "fa_decode": [], "fa_small_ctx_step": [], "lb_fa0": [], "lb_fa1": [], "lb_fa1_d": [],
+               "fa_step": [], "fa_decode": [], "fa_small_ctx_step": [], "fa_step_watched": [], "lb_fa0": [], "lb_fa1": [], "lb_fa1_d": [],
                "load": []}
         for _ in range(args.rounds):
             rec["load"].append(os.getloadavg()[0])
@@ -129,6 +135,9 @@ def main(argv=None) -> int:
             rec["fa_step"].append(time_step(fa, ids, args.gen_len))
             rec["fa_decode"].append(time_decode(fa, ids, args.gen_len))
             rec["fa_small_ctx_step"].append(time_step(small, ids, args.gen_len))
+            watch = MemoryWatch(64 << 30, 2 << 30)  # the runner's budget watch (a 50 ms VmRSS poll), never tripped
+            rec["fa_step_watched"].append(time_step(fa, ids, args.gen_len))
+            watch.stop()
             if args.llama_bench:
                 for f in (0, 1):
                     rec[f"lb_fa{f}"].append(llama_bench(args.llama_bench, path, args.threads, args.gen_len, 3, f)["tg_tps"])
