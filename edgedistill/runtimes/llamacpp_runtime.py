@@ -68,7 +68,7 @@ class LlamaCppRuntime(Runtime):
                 logits_all=self.full_logits,
                 # the benchmark decodes as llama.cpp's own tools do: their default flash attention `auto`
                 # turns it on for CPU (llama-cpp-python's default is off: the quickstart student decoded
-                # 15% slower without it, benchmarks/results/llamabench_compare.md)
+                # 18% slower without it, benchmarks/results/bench_decode_vs_llama_bench.md)
                 flash_attn=decode_only,
                 verbose=False,
             )
