@@ -7,7 +7,8 @@ it: see docs/bench.md, "Decode as an app runs it"); this script does not build i
 Per file, alternating A B C A B C for --rounds (a shared machine drifts over minutes), with the load
 average recorded beside every figure:
   A  edgedistill bench (host, --threads, --prompt-len, --gen-len): llama.cpp's C greedy sampler;
-  B  llama-bench -p PROMPT -n GEN -t THREADS -r REPS: tg (decode) tok/s;
+  B  llama-bench -p PROMPT -n GEN -d 0,PROMPT -t THREADS -r REPS: tg (decode) tok/s after PROMPT cached
+     tokens (the positions bench decodes at; the ratio's denominator) and from an empty cache (beside);
   C  the runner's stand-alone adapter (llama-cpp-python's Python generate loop), the old way.
 Goal (issue 14): A / B >= 0.97. Writes benchmarks/results/llamabench_compare.{json,md}.
 
@@ -64,12 +65,18 @@ def run_edgedistill(path: Path, threads: int, prompt: int, gen: int, reps: int, 
 
 def run_llama_bench(exe: str, path: Path, threads: int, prompt: int, gen: int, reps: int) -> dict:
     before = loadavg()
+    # -d 0,PROMPT: tg from an empty cache (llama-bench's usual tg) and tg after PROMPT cached tokens, the
+    # positions bench decodes at (a tiny model's attention over 64 more positions is a visible share)
     out = subprocess.run([exe, "-m", str(path), "-t", str(threads), "-p", str(prompt), "-n", str(gen),
-                          "-r", str(reps), "-o", "json"], capture_output=True, text=True, check=True, timeout=1800)
+                          "-d", f"0,{prompt}", "-r", str(reps), "-o", "json"], capture_output=True, text=True,
+                         check=True, timeout=1800)
     tests = json.loads(out.stdout)
-    tg = next(t for t in tests if t.get("n_gen") == gen and t.get("n_prompt") == 0)
-    pp = next((t for t in tests if t.get("n_prompt") == prompt and t.get("n_gen") == 0), {})
-    return {"tg_tps": tg["avg_ts"], "tg_stddev": tg.get("stddev_ts"), "pp_tps": pp.get("avg_ts"),
+    tg = next(t for t in tests if t.get("n_gen") == gen and t.get("n_prompt") == 0 and not t.get("n_depth"))
+    tg_d = next(t for t in tests if t.get("n_gen") == gen and t.get("n_prompt") == 0 and t.get("n_depth") == prompt)
+    pp = next((t for t in tests if t.get("n_prompt") == prompt and t.get("n_gen") == 0 and not t.get("n_depth")), {})
+    return {"tg_tps": tg_d["avg_ts"], "tg_stddev": tg_d.get("stddev_ts"), "tg_depth0_tps": tg["avg_ts"],
+            "tg_depth0_stddev": tg.get("stddev_ts"), "pp_tps": pp.get("avg_ts"),
+            "flash_attn": tg.get("flash_attn"), "n_depth": prompt,
             "build": f"{tg.get('build_commit')} ({tg.get('build_number')})", "loadavg_before": before,
             "loadavg_after": loadavg()}
 
@@ -100,11 +107,12 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"Host: {meta['machine']}, {meta['cpus']} CPUs, shared with other work (load averages beside each "
              f"figure in the JSON); llama-bench build {meta.get('llama_bench_build')}; threads {meta['threads']}, "
              f"prompt {meta['prompt_len']}, {meta['gen_len']} decoded tokens, {meta['rounds']} rounds A B C.", "",
-             "| file | MB | edgedistill bench decode (C sampler) | llama-bench tg | ratio | Python loop (old) | ratio | load avg (1 min) | peak RSS MB: measured / plan |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| file | MB | edgedistill bench decode (C sampler) | llama-bench tg at depth PROMPT | ratio | llama-bench tg (depth 0) | ratio | Python loop (old) | ratio | load avg (1 min) | peak RSS MB: measured / plan |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['file']} | {r['mb']:.1f} | {r['bench_tps']:.1f} | {r['llama_bench_tps']:.1f} ± {r['llama_bench_sd']:.1f} | "
-                     f"{r['ratio']:.3f} | {r['python_loop_tps']:.1f} | {r['python_loop_ratio']:.3f} | "
+                     f"{r['ratio']:.3f} | {r['llama_bench_d0_tps']:.1f} | {r['bench_tps'] / r['llama_bench_d0_tps']:.3f} | "
+                     f"{r['python_loop_tps']:.1f} | {r['python_loop_ratio']:.3f} | "
                      f"{min(r['loads'])}-{max(r['loads'])} | {r['measured_peak_rss_mb']:.0f} / {r['plan_peak_memory_mb']:.0f} "
                      f"({r['memory_error'] * 100:+.0f}%) |")
     return "\n".join(lines) + "\n"
@@ -141,6 +149,7 @@ def main(argv=None) -> int:
                   f"python loop {c[-1]['decode_tps']:.1f} tok/s (load {a[-1]['loadavg_before'][0]})", flush=True)
         bench_tps = statistics.median(x["decode_tps"] for x in a)
         lb = statistics.median(x["tg_tps"] for x in b)
+        lb0 = statistics.median(x["tg_depth0_tps"] for x in b)
         py = statistics.median(x["decode_tps"] for x in c)
         loads = [x["loadavg_before"][0] for x in a + b + c]
         # an independent check of `plan`'s memory (these files did not calibrate it): the runtime opens
@@ -149,7 +158,7 @@ def main(argv=None) -> int:
 
         predicted_peak = plan(path, ["host"], context=2048, prompt_len=args.prompt_len)[0].peak_memory_mb
         measured_peak = statistics.median(x["peak_rss_mb"] for x in a if x.get("peak_rss_mb"))
-        rows.append({"file": path.name, "mb": path.stat().st_size / 2**20, "bench_tps": bench_tps, "llama_bench_tps": lb,
+        rows.append({"file": path.name, "mb": path.stat().st_size / 2**20, "bench_tps": bench_tps, "llama_bench_tps": lb, "llama_bench_d0_tps": lb0,
                      "llama_bench_sd": statistics.median(x["tg_stddev"] or 0 for x in b), "ratio": bench_tps / lb,
                      "python_loop_tps": py, "python_loop_ratio": py / lb, "loads": loads,
                      "measured_peak_rss_mb": measured_peak, "plan_peak_memory_mb": predicted_peak,

@@ -126,6 +126,9 @@ class TargetProfile:
     core_gflops: tuple[float, ...] = ()
     """FP32 GFLOP/s of each core (a phone's prime, performance and efficiency cores differ); the speed
     predictor runs its threads on the fastest. Empty: ``peak_gflops`` / cores each."""
+    all_core_clock_ratio: float = 1.0
+    """Sustained clock with every core busy over the clock with one core busy (a power-limited laptop
+    chip cannot hold its one-core turbo on all cores); 1: no such limit. ``core_gflops`` are one-core rates."""
     source_file: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -181,6 +184,9 @@ class TargetProfile:
         if cg and len(cg) != self.cpu_big_cores + self.cpu_little_cores:
             raise bad("core_gflops", f"lists {len(cg)} cores; the profile has {self.cpu_big_cores + self.cpu_little_cores}")
         self._set("core_gflops", tuple(float(x) for x in cg))
+        r = self.all_core_clock_ratio
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+            raise bad("all_core_clock_ratio", f"{r!r} must be a number in (0, 1]: all-core over one-core clock")
 
     def _check_memory(self) -> None:
         """The numeric figures (made floats), and budget <= RAM, runtime overhead < budget."""
@@ -288,12 +294,15 @@ class FitCheck:
     weights_mb: float
     kv_cache_mb: float
     overhead_mb: float
+    overhead_source: str = ""
+    """Where the runtime's memory comes from (edgedistill.bench.memory.fit_check); empty: the profile's."""
 
     def explain(self) -> str:
         verdict = "fits" if self.fits else "does not fit"
+        src = f" ({self.overhead_source})" if self.overhead_source else ""
         return (
             f"{verdict}: needs {self.need_mb:.1f} MB (weights {self.weights_mb:.1f} + KV cache "
-            f"{self.kv_cache_mb:.1f} + runtime {self.overhead_mb:.0f}) of a {self.budget_mb:.0f} MB budget"
+            f"{self.kv_cache_mb:.1f} + runtime {self.overhead_mb:.0f}{src}) of a {self.budget_mb:.0f} MB budget"
         )
 
 

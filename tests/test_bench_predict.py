@@ -112,6 +112,29 @@ def test_threads_add_the_rates_of_the_fastest_cores():
     assert 1.0 < two.predicted_decode_tok_s / one.predicted_decode_tok_s < (rates[0] + rates[1]) / rates[0] + 1e-9
 
 
+def test_a_power_limited_chip_loses_clock_as_more_cores_work():
+    from edgedistill.bench.predict import thread_gflops
+
+    rates = [100.0] * 4
+    assert thread_gflops(rates, 1, 0.6) == 100.0  # one core busy: its one-core (turbo) rate
+    assert thread_gflops(rates, 4, 0.6) == pytest.approx(4 * 60.0)  # all busy: the sustained all-core clock
+    assert thread_gflops(rates, 2, 0.6) == pytest.approx(2 * 100.0 * (1 - 0.4 / 3))  # linear in between
+    assert thread_gflops(rates, 4) == 400.0  # no limit by default
+    # in the profile: the same 7B on 4 threads of a laptop is predicted slower with the limit than without
+    laptop = load_target("x86-laptop")
+    shape = _shape(params=6.74e9, weight_bytes=int(3.56 * GIB), layers=32)
+    free = predict_speed(shape, laptop, context=128, threads=4)
+    limited = predict_speed(shape, dataclasses.replace(laptop, all_core_clock_ratio=0.5), context=128, threads=4)
+    assert limited.predicted_decode_tok_s < free.predicted_decode_tok_s
+
+
+def test_all_core_clock_ratio_is_validated(tmp_path):
+    for bad in ("0", "1.5", "fast"):
+        with pytest.raises(ConfigError, match="invalid field 'all_core_clock_ratio'"):
+            _load_edited(tmp_path, "raspberry-pi-5", "core_class: cortex-a76",
+                         f"core_class: cortex-a76\nall_core_clock_ratio: {bad}")
+
+
 def _load_edited(tmp_path, name: str, old: str, new: str):
     """Load a copy of a built-in profile with one line changed."""
     from edgedistill.targets import load_target_file

@@ -45,6 +45,43 @@ def test_static_fit_uses_size_kv_cache_and_overhead():
     assert not fit.fits and fit.need_mb > fit.budget_mb
 
 
+def test_static_fit_of_a_runtime_uses_its_memory_terms():
+    """bench's static check goes by the runtime's memory terms (as `plan`): a 2 MB model fits the
+    microcontroller's 7 MB against its 0.5 MB static overhead, but not beside llama.cpp's process."""
+    from edgedistill.bench.memory import MemoryFacts, runtime_memory_bytes
+
+    esp = load_target("esp32-s3")
+    tiny = _shape(weight_bytes=2 * 2**20, num_layers=2, num_kv_heads=1, head_dim=16)
+    assert static_fit(tiny, esp, 2 * 2**20).fits
+    fit = static_fit(tiny, esp, 2 * 2**20, "llama.cpp", MemoryFacts(vocab=1000, heads=2), prompt_len=8)
+    assert not fit.fits
+    expected = runtime_memory_bytes("llama.cpp", 2 * 2**20, MemoryFacts(vocab=1000, heads=2), 8, esp.context_length)
+    assert fit.overhead_mb == pytest.approx(expected / 2**20)
+    assert "llama.cpp's memory terms" in fit.explain()
+    # a runtime without terms (PyTorch) keeps the profile's overhead, and says so
+    torch_fit = static_fit(tiny, esp, 2 * 2**20, "torch")
+    assert torch_fit.overhead_mb == esp.runtime_overhead_mb and "runtime_overhead_mb" in torch_fit.explain()
+
+
+def test_bench_static_check_uses_the_runtime_memory_terms(tiny_llama_gguf, tmp_path):
+    """Through `bench`: a profile whose static overhead (1 MB) lets the tiny GGUF fit 40 MB is reported
+    does-not-fit (static) from llama.cpp's terms (~61 MB process), without running anything."""
+    import yaml
+
+    from edgedistill.bench import BenchConfig, bench
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "targets" / "raspberry-pi-5.yaml").read_text())
+    data.update(name="small-board", threads=1, cpu_big_cores=1, memory_budget_mb=40,
+                runtime_overhead_mb=1, context_length=64)
+    (tmp_path / "small-board.yaml").write_text(yaml.safe_dump(data))
+    report = bench(BenchConfig(artifacts=[str(tiny_llama_gguf)], targets=["small-board"], targets_dir=str(tmp_path),
+                               prompt_lens=[8], gen_len=4, progress=False, out=str(tmp_path / "out")))
+    rows = {r["label"]: r for r in report.rows}
+    assert rows["host-emulated"]["status"] == "does-not-fit" and rows["host-emulated"]["reason"] == "static"
+    assert "llama.cpp's memory terms" in rows["host-emulated"]["note"]
+    assert rows["projected"]["status"] == "does-not-fit"
+
+
 def test_model_shape_of_hf_directory(tiny_llama):
     art = detect_artifact(tiny_llama)
     shape = model_shape(art)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import edgedistill.export  # noqa: F401  (registers the real formats)
+from edgedistill.bench.memory import facts_from_config, runtime_memory_bytes
 from edgedistill.errors import EdgeDistillError
 from edgedistill.export.formats import FORMATS, ExportFormat, QuantSpec
 from edgedistill.export.select import candidates_for, model_dims, select_for_target
@@ -63,7 +64,28 @@ def test_sizes_follow_the_formula(fake_formats):
     kv = 2 * 10 * 2 * (512 // 8) * 2048 * 2  # K+V x layers x kv_heads x head_dim x ctx x fp16
     assert c.kv_cache_mb == pytest.approx(kv / MB)
     assert cands["onnx:int4"].kv_cache_mb == pytest.approx(2 * kv / MB)  # fp32 cache
-    assert c.need_mb == pytest.approx(c.weights_mb + c.kv_cache_mb + 100)
+    # the runtime's memory is llama.cpp's terms (as `plan` predicts), not the profile's 100 MB
+    runtime = runtime_memory_bytes("llama.cpp", int(params * 4.85 / 8), facts_from_config(CONFIG), 128, 2048) / MB
+    assert c.overhead_mb == pytest.approx(runtime, rel=1e-6)
+    assert c.need_mb == pytest.approx(c.weights_mb + c.kv_cache_mb + runtime)
+
+
+def test_fit_follows_the_runtime_memory_terms_not_the_profile_overhead(fake_formats):
+    """Both ways round: the profile's static overhead says onnx:int4 fits 300 MB, onnxruntime's terms (its
+    process, a prepacked copy of the weights) say not; a 120 MB static overhead says gguf:q4_k_m does not
+    fit 150 MB, llama.cpp's terms (~69 MB here) say it does. export --target goes by the terms."""
+    source = _source(100_000_000)
+    loose = _profile(budget_mb=300, overhead=10, preferred=("onnx:int4", "gguf:q4_k_m"))
+    onnx = {c.spec: c for c in candidates_for(source, loose)}["onnx:int4"]
+    assert loose.fit_check(int(onnx.weights_mb * MB), int(onnx.kv_cache_mb * MB)).fits
+    assert not onnx.fits and onnx.overhead_mb > 300
+    assert select_for_target(source, loose).chosen.spec == "gguf:q4_k_m"
+
+    tight = _profile(budget_mb=150, overhead=120, preferred=("gguf:q4_k_m",))
+    q4 = {c.spec: c for c in candidates_for(source, tight)}["gguf:q4_k_m"]
+    assert not tight.fit_check(int(q4.weights_mb * MB), int(q4.kv_cache_mb * MB)).fits
+    assert q4.fits and q4.overhead_mb < 120
+    assert select_for_target(source, tight).chosen.spec == "gguf:q4_k_m"
 
 
 def test_first_preferred_that_fits_wins(fake_formats):
@@ -90,8 +112,10 @@ def test_nothing_fits_gives_the_numbers(fake_formats):
     with pytest.raises(EdgeDistillError) as info:
         select_for_target(_source(3_000_000_000), _profile(budget_mb=1000))
     msg = str(info.value)
-    assert "nothing fits the 1000 MB memory budget" in msg and "the smallest, onnx:int4, needs" in msg
-    assert "gguf:q4_k_m" in msg and "KV cache" in msg
+    # onnx:int4 has the smaller file, but onnxruntime prepacks a second copy of its weights: the
+    # smallest need is llama.cpp's q4_k_m
+    assert "nothing fits the 1000 MB memory budget" in msg and "the smallest, gguf:q4_k_m, needs" in msg
+    assert "onnx:int4" in msg and "KV cache" in msg
 
 
 def test_context_is_capped_at_the_model_maximum(fake_formats):

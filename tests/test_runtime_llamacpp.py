@@ -57,7 +57,9 @@ def test_decode_only_mode_streams_the_same_tokens(llama_gguf):
         assert rt.greedy(ids, 12) == want
         last = rt.logits(ids)
         assert last.shape == (1, want_last.shape[0])
-        np.testing.assert_allclose(last[0], want_last, atol=1e-3)
+        # decode_only also turns flash attention on (llama.cpp's tools' default): its f16 accumulation
+        # moves logits by ~5e-3 on this random model (1e-3 without it); the greedy tokens above are equal
+        np.testing.assert_allclose(last[0], want_last, atol=1e-2)
 
 
 def test_stream_decodes_exactly_once_per_token(llama_gguf, monkeypatch):

@@ -1,7 +1,8 @@
 """Fit the predictor's constants (``predict.py``) to published figures, and check them leave-one-out.
 
 Input: ``benchmarks/published/decode_figures.yaml`` — devices (core class, DRAM bandwidth, cores,
-per-core GFLOP/s: one figure, or a list fastest first where the cores differ) and figures (device,
+per-core GFLOP/s with one core busy: one figure, or a list fastest first where the cores differ; optional
+``all_core_clock_ratio`` for a power-limited chip) and figures (device,
 model size, parameters, layers, threads, measured tok/s, source).
 
 The fit is a plain grid search (the model has two constants per core class, and a shared per-token
@@ -57,7 +58,7 @@ def device_gflops(device: dict, threads: int) -> float:
     """GFLOP/s of ``threads`` threads on a device (core_gflops: one figure for all cores, or a list)."""
     rates = device["core_gflops"]
     rates = rates if isinstance(rates, list) else [rates] * device["cores"]
-    return thread_gflops(rates, min(threads, device["cores"]))
+    return thread_gflops(rates, min(threads, device["cores"]), device.get("all_core_clock_ratio", 1.0))
 
 
 def predict_figure(fig: dict, device: dict, const: ClassConstants, fixed_us: float, overlap: float) -> float:

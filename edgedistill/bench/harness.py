@@ -267,12 +267,19 @@ def _projected_rows(config: BenchConfig, art: Artifact, target: TargetProfile, s
 
     base = _base_row(config, art, target, config.prompt_lens[0], shape)
     proj = project(shape, target)
-    fit = static_fit(shape, target, art.size_bytes())
+    fit = static_fit(shape, target, art.size_bytes(), art.runtime, _memory_facts(art), config.prompt_lens[0])
     projected = {**base, "prompt_len": None, "label": "projected", "status": "fits" if fit.fits else "does-not-fit",
                  "decode_tps": proj.decode_ceiling_tps, "prefill_tps": proj.prefill_ceiling_tps,
                  "context_length": proj.context_length, "kv_cache_mb": proj.kv_cache_mb,
                  "bytes_per_token": proj.bytes_per_token, "fit": fit.explain()}
     return [projected, *_predicted_row(base, shape, target, art.runtime, config.prompt_lens[0])]
+
+
+def _memory_facts(art: Artifact):
+    """What the runtime's memory terms need (vocabulary, heads, RoPE tables); None without terms."""
+    from edgedistill.bench.memory import RUNTIME_MEMORY, facts_from_artifact
+
+    return facts_from_artifact(art) if art.runtime in RUNTIME_MEMORY else None
 
 
 def _run_job(config: BenchConfig, art: Artifact, target: TargetProfile, prompt_len: int, shape,
@@ -282,7 +289,7 @@ def _run_job(config: BenchConfig, art: Artifact, target: TargetProfile, prompt_l
 
     label = "device" if config.mode == "device" else ("measured" if target.name == "host" else "host-emulated")
     row = {**_base_row(config, art, target, prompt_len, shape), "label": label}
-    fit = static_fit(shape, target, art.size_bytes())
+    fit = static_fit(shape, target, art.size_bytes(), art.runtime, _memory_facts(art), prompt_len)
     if config.static_check and not fit.fits:
         row.update(status="does-not-fit", reason="static", note=fit.explain())
         return row, {}

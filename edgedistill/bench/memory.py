@@ -25,6 +25,7 @@ from pathlib import Path
 
 MB = 2**20
 LLAMA_CPP_UBATCH = 512  # llama.cpp's default n_ubatch: a prompt is processed at most this many tokens at a time
+DEFAULT_PROMPT_LEN = 128  # plan's default prompt; export --target and bench's check size the prompt terms with it
 
 RUNTIME_MEMORY = {
     "llama.cpp": {"fixed_mb": 60.9, "weight_copies": 0.0, "logits_bytes": 0.0, "attention_bytes": 4.0, "rotary_copies": 0.0},
@@ -53,6 +54,29 @@ def runtime_memory_bytes(runtime: str, weight_bytes: int, facts: MemoryFacts, pr
                + c["logits_bytes"] * prompt_len * facts.vocab
                + c["attention_bytes"] * min(prompt_len, LLAMA_CPP_UBATCH) * facts.heads * context
                + c["rotary_copies"] * facts.rotary_bytes)
+
+
+def fit_check(target, file_bytes: int, kv_bytes: int, runtime: str | None = None, facts: MemoryFacts | None = None,
+              prompt_len: int = DEFAULT_PROMPT_LEN, context: int | None = None):
+    """Does file + KV cache + the runtime's own memory fit ``target``'s budget? (a targets.FitCheck)
+
+    The one check behind `plan`, bench's static check and `export --target`: the runtime's memory is
+    ``runtime_memory_bytes`` (its physical terms, fitted and checked on measured runs) for a runtime that
+    has terms; the profile's static ``runtime_overhead_mb`` only for one without (PyTorch) or when no
+    runtime is named.
+    """
+    from edgedistill.targets import FitCheck
+
+    if runtime in RUNTIME_MEMORY:
+        rt = runtime_memory_bytes(runtime, file_bytes, facts or MemoryFacts(), prompt_len,
+                                  context or target.context_length)
+        source = f"{runtime}'s memory terms at a {prompt_len}-token prompt"
+    else:
+        rt = int(target.runtime_overhead_mb * MB)
+        source = f"the profile's runtime_overhead_mb{f': no memory terms for {runtime}' if runtime else ''}"
+    need = file_bytes + kv_bytes + rt
+    return FitCheck(fits=need <= target.memory_budget_bytes, need_mb=need / MB, budget_mb=target.memory_budget_mb,
+                    weights_mb=file_bytes / MB, kv_cache_mb=kv_bytes / MB, overhead_mb=rt / MB, overhead_source=source)
 
 
 def rotary_bases(cfg: dict) -> int:

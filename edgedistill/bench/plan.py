@@ -24,7 +24,7 @@ from edgedistill.errors import ConfigError, EdgeDistillError
 from edgedistill.quant_spec import FormatQuant
 
 from edgedistill.bench.memory import (  # noqa: F401  (RUNTIME_MEMORY: re-exported for callers)
-    MB, RUNTIME_MEMORY, RUNTIME_MEMORY_SOURCE, facts_from_artifact, facts_from_config, runtime_memory_bytes,
+    MB, RUNTIME_MEMORY, RUNTIME_MEMORY_SOURCE, facts_from_artifact, facts_from_config, fit_check, runtime_memory_bytes,
 )
 
 
@@ -153,14 +153,13 @@ def plan(model: str | Path, targets: list, quants: list[str] | None = None, cont
         for fmt, quant, shape, size, size_src, facts in variants:
             runtime = FORMAT_RUNTIME[fmt]
             kv = shape.kv_cache_bytes(ctx)
-            rt = runtime_memory_bytes(runtime, size, facts, prompt_len, ctx)
-            peak = size + kv + rt
+            fit = fit_check(target, size, kv, runtime, facts, prompt_len, ctx)
             p = predict_speed(shape, target, runtime=runtime, context=ctx, prompt_len=prompt_len, threads=threads)
             rows.append(PlanRow(
                 target=target.name, format=fmt, quant=quant, runtime=runtime, file_mb=size / MB,
-                file_size_source=size_src, context_length=ctx, kv_cache_mb=kv / MB, runtime_memory_mb=rt / MB,
-                peak_memory_mb=peak / MB, memory_budget_mb=target.memory_budget_mb,
-                fits=peak <= target.memory_budget_bytes, prompt_len=prompt_len, threads=p.threads,
+                file_size_source=size_src, context_length=ctx, kv_cache_mb=kv / MB, runtime_memory_mb=fit.overhead_mb,
+                peak_memory_mb=fit.need_mb, memory_budget_mb=target.memory_budget_mb,
+                fits=fit.fits, prompt_len=prompt_len, threads=p.threads,
                 predicted_ttft_ms=p.predicted_ttft_ms, predicted_prefill_tok_s=p.predicted_prefill_tok_s,
                 prefill_ceiling_tok_s=p.prefill_ceiling_tok_s, predicted_decode_tok_s=p.predicted_decode_tok_s,
                 predicted_decode_tok_s_low=p.predicted_decode_tok_s_low,

@@ -6,7 +6,8 @@ prediction says what llama.cpp-style decoding has been *measured* to reach on th
     t_mem  = bytes per token / (bw_efficiency x DRAM bandwidth)                      # memory
     t_cmp  = 2 x params / (compute_efficiency x thread GFLOP/s)                      # arithmetic
     decode s/token = (t_mem^p + t_cmp^p)^(1/p) + layers x fixed_us_per_layer         # p: overlap
-    thread GFLOP/s = the sum over the cores the threads run on (fastest cores first)
+    thread GFLOP/s = the sum over the cores the threads run on (fastest cores first), times the
+                     clock a power-limited chip holds with that many cores busy (all_core_clock_ratio)
     prefill tok/s  = thread GFLOP/s x prefill_efficiency / (2 x params)
     TTFT           = prompt / prefill tok/s + one decode step
 
@@ -16,7 +17,11 @@ is max(t_mem, t_cmp), p = 1 their sum. Threads add their cores' rates: llama.cpp
 each matrix to whichever thread is free, so a phone's prime core does more of the work than its
 performance cores. (The other rule, threads x the slowest core as for an equal static split, was tried
 on the same leave-one-out figures: the phone's error 41% instead of 20%; benchmarks/results/predict_calibration.md.)
-Per-core GFLOP/s come from the profile's ``core_gflops`` (fastest first), else ``peak_gflops / cores``.
+Per-core GFLOP/s come from the profile's ``core_gflops`` (fastest first, one core busy), else
+``peak_gflops / cores``. A 15 W laptop chip cannot hold its one-core turbo clock on every core: the
+Surface Book 3's published 7B figures (T-MAC) lose a third of each core's rate from 1 to 4 threads,
+and at 4 threads the 2-bit file is only 1.15x faster than the 4-bit one (1.35x if bus-bound),
+a clock effect, not a bandwidth one; ``all_core_clock_ratio`` (sustained all-core / one-core clock) models it.
 
 bytes per token = weights read per token + the KV cache at the context reached, so decode slows as
 the context grows. ``bw_efficiency`` and ``compute_efficiency`` are per *core class* (Cortex-A76,
@@ -125,9 +130,17 @@ def constants_for(core_class: str, calibration: dict | None = None) -> tuple[Cla
     return const, desc, (entry["loo_low"], entry["loo_high"])
 
 
-def thread_gflops(core_gflops, threads: int) -> float:
-    """GFLOP/s of ``threads`` threads on the fastest cores (one thread a core)."""
-    return sum(sorted(core_gflops, reverse=True)[:max(1, threads)])
+def thread_gflops(core_gflops, threads: int, all_core_clock_ratio: float = 1.0) -> float:
+    """GFLOP/s of ``threads`` threads on the fastest cores (one thread a core).
+
+    ``core_gflops`` are one-core rates. A power-limited chip (a 15 W laptop part) lowers every busy
+    core's clock as more cores work, down to ``all_core_clock_ratio`` of the one-core clock with all
+    cores busy; in between the clock is taken to fall linearly with the number of busy cores.
+    """
+    rates = sorted(core_gflops, reverse=True)
+    n = max(1, min(threads, len(rates)))
+    busy = (n - 1) / (len(rates) - 1) if len(rates) > 1 else 0.0
+    return sum(rates[:n]) * (1 - (1 - all_core_clock_ratio) * busy)
 
 
 def core_rates(target) -> list[float]:
@@ -170,7 +183,7 @@ def predict_speed(shape, target, runtime: str = "llama.cpp", context: int | None
     n = threads_used(target, threads)
     context = context or target.context_length
     per_token = shape.bytes_read_per_token + shape.kv_cache_bytes(context)
-    gflops = thread_gflops(core_rates(target), n)
+    gflops = thread_gflops(core_rates(target), n, getattr(target, "all_core_clock_ratio", 1.0))
     secs, bound = decode_seconds(per_token, shape.params, shape.num_layers, gflops, target.memory_bandwidth_gbs,
                                  const, cal["fixed_us_per_layer"], cal["overlap_exponent"])
     factor = cal["runtime_factors"][runtime]["decode"]

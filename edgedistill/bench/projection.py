@@ -187,6 +187,11 @@ def project(shape: ModelShape, target: TargetProfile, context: int | None = None
     )
 
 
-def static_fit(shape: ModelShape, target: TargetProfile, artifact_bytes: int):
-    """The static check: artifact size + KV cache at the profile's context + runtime overhead."""
-    return target.fit_check(max(artifact_bytes, shape.weight_bytes), shape.kv_cache_bytes(target.context_length))
+def static_fit(shape: ModelShape, target: TargetProfile, artifact_bytes: int, runtime: str | None = None,
+               facts=None, prompt_len: int | None = None):
+    """The static check: artifact size + KV cache at the profile's context + the runtime's memory, by
+    ``memory.fit_check`` (the runtime's terms, as `plan` predicts; the profile's overhead without a runtime)."""
+    from edgedistill.bench.memory import DEFAULT_PROMPT_LEN, fit_check
+
+    return fit_check(target, max(artifact_bytes, shape.weight_bytes), shape.kv_cache_bytes(target.context_length),
+                     runtime, facts, prompt_len or DEFAULT_PROMPT_LEN, target.context_length)

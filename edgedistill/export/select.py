@@ -5,7 +5,12 @@ estimated statically:
 
     weights  = parameters x QuantSpec.bits_per_weight / 8
     KV cache = 2 (keys, values) x layers x kv_heads x head_dim x context x bytes per value
-    need     = weights + KV cache + profile.runtime_overhead_mb
+    need     = weights + KV cache + the runtime's memory
+
+the runtime's memory being ``edgedistill.bench.memory.fit_check``'s, the same as `edgedistill plan`
+predicts (its physical terms: the process, onnxruntime's prepacked weights and prompt logits,
+llama.cpp's attention scores, RoPE tables, at a 128-token prompt); a runtime without terms (PyTorch)
+falls back to the profile's ``runtime_overhead_mb``,
 
 with the context the profile's ``context_length`` (capped at the model's ``max_position_embeddings``)
 and bytes per value the format's rule (``ExportFormat.kv_cache_dtype``: 2 for llama.cpp's f16 cache,
@@ -102,11 +107,14 @@ def model_dims(config: dict) -> tuple[int, int, int, int | None]:
 
 
 def candidates_for(source: SourceModel, profile) -> list[Candidate]:
+    from edgedistill.artifacts import FORMAT_RUNTIME
+    from edgedistill.bench.memory import facts_from_config, fit_check
     from edgedistill.targets import kv_cache_bytes
 
     layers, kv_heads, head_dim, max_pos = model_dims(source.config)
     context = min(profile.context_length, max_pos) if max_pos else profile.context_length
     preferred = list(profile.preferred_quants)
+    facts = facts_from_config(source.config)
     out = []
     for fmt_name in profile.formats:
         if fmt_name not in FORMATS:
@@ -117,7 +125,7 @@ def candidates_for(source: SourceModel, profile) -> list[Candidate]:
         for quant, spec in fmt.quants.items():
             weights = int(source.param_count * spec.bits_per_weight / 8)
             kv = kv_cache_bytes(layers, kv_heads, head_dim, context, kv_bytes_per_value(fmt_name, quant))
-            fit = profile.fit_check(weights, kv)
+            fit = fit_check(profile, weights, kv, FORMAT_RUNTIME.get(fmt_name), facts, context=context)
             key = f"{fmt_name}:{quant}"
             out.append(
                 Candidate(
@@ -165,7 +173,7 @@ def select_for_target(source: SourceModel, profile) -> Selection:
         raise EdgeDistillError(
             f"target {profile.name}: nothing fits the {profile.memory_budget_mb:.0f} MB memory budget; the "
             f"smallest, {smallest.spec}, needs {smallest.need_mb:.1f} MB (weights {smallest.weights_mb:.1f} + "
-            f"KV cache {smallest.kv_cache_mb:.1f} at {context} tokens + runtime {smallest.overhead_mb:g})\n"
+            f"KV cache {smallest.kv_cache_mb:.1f} at {context} tokens + runtime {smallest.overhead_mb:.1f})\n"
             + candidates_table(cands),
             hint="use a smaller student, a target with more memory, or a shorter context_length in the profile",
         )

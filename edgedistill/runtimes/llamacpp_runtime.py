@@ -66,6 +66,10 @@ class LlamaCppRuntime(Runtime):
                 n_batch=512,
                 n_threads=threads or max(1, (os.cpu_count() or 1)),
                 logits_all=self.full_logits,
+                # the benchmark decodes as llama.cpp's own tools do: their default flash attention `auto`
+                # turns it on for CPU (llama-cpp-python's default is off: the quickstart student decoded
+                # 18% slower without it, benchmarks/results/bench_decode_vs_llama_bench.md)
+                flash_attn=decode_only,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
