@@ -174,10 +174,15 @@ def test_unknown_quant_lists_the_valid_ones(tiny_llama, tmp_path):
 
 def test_accuracy_level_defaults_per_quant_type():
     # int4: level 4 (int8 compute) by default; weight-only int8: level 0; an explicit level wins
-    assert ExportOptions().accuracy_level("int4") == 4
-    assert ExportOptions().accuracy_level("int8") == 0
-    assert ExportOptions(int4_accuracy_level=0).accuracy_level("int4") == 0
-    assert ExportOptions(int4_accuracy_level=4).accuracy_level("int8") == 4
+    int4, int8 = FORMATS.get("onnx").quants["int4"], FORMATS.get("ort-genai").quants["int8"]
+    assert ExportOptions().accuracy_level(int4) == 4
+    assert ExportOptions().accuracy_level(FORMATS.get("ort-genai").quants["int4"]) == 4
+    assert ExportOptions().accuracy_level(int8) == 0
+    assert ExportOptions(int4_accuracy_level=0).accuracy_level(int4) == 0
+    assert ExportOptions(int4_accuracy_level=4).accuracy_level(int8) == 4
+    # the weight-only block types are the ones that state their MatMulNBits bits
+    assert {(f, q) for f, fmt in FORMATS.items() for q, spec in fmt.quants.items() if spec.matmul_nbits} == {
+        ("onnx", "int4"), ("ort-genai", "int4"), ("ort-genai", "int8")}
 
 
 def test_int4_quantizes_the_embedding_table_unless_asked_not_to(cache, tiny_model_factory):
