@@ -47,6 +47,10 @@ class RuntimeSpec:
     """``module:Class`` of the :class:`~edgedistill.runtimes.base.Runtime`, imported when used."""
     kv_cache_dtype_fixed: str | None = None
     """The runtime's own KV-cache dtype, for a format with no export format to state it (``hf``)."""
+    exporter: str | None = None
+    """The module that writes this format (it registers an ``ExportFormat`` in ``export.formats.FORMATS``,
+    imported at that registry's first lookup); None where edgedistill writes none (``hf``: the trainer's
+    own output). Device profiles name exactly these formats, without importing the exporters."""
 
     @property
     def module(self) -> str:
@@ -80,16 +84,19 @@ for _spec in (
         "ort-genai", "ort-genai", ("onnxruntime_genai",), "pip install onnxruntime-genai",
         main_file="genai_config.json", detect_rank=0,
         implementation="edgedistill.runtimes.ortgenai_runtime:OrtGenaiRuntime",
+        exporter="edgedistill.export.ortgenai_format",
     ),
     RuntimeSpec(
         "llama.cpp", "gguf", ("llama_cpp",), "pip install llama-cpp-python",
         main_file="*.gguf", detect_rank=1, bare_suffix=".gguf", magic=b"GGUF",
         implementation="edgedistill.runtimes.llamacpp_runtime:LlamaCppRuntime",
+        exporter="edgedistill.export.gguf",
     ),
     RuntimeSpec(
         "onnxruntime", "onnx", ("onnxruntime",), "pip install onnxruntime",
         main_file="*.onnx", detect_rank=2, preferred_main_file="model.onnx", bare_suffix=".onnx",
         bare_file_is_artifact=False, implementation="edgedistill.runtimes.onnx_runtime:OnnxRuntime",
+        exporter="edgedistill.export.onnx_format",
     ),
     # The Hugging Face baseline: transformers builds the model, torch runs it, so both are needed
     # (the bench's check once named only torch, the device runner only transformers). Loaded in
@@ -110,6 +117,11 @@ def runtime_specs() -> list[RuntimeSpec]:
 
 def artifact_formats() -> list[str]:
     return [s.format for s in runtime_specs()]
+
+
+def export_formats() -> list[str]:
+    """The formats edgedistill writes (each spec's ``exporter``), sorted: what a device profile may list."""
+    return sorted(s.format for s in runtime_specs() if s.exporter)
 
 
 def runtime_for_format(fmt: str) -> RuntimeSpec:

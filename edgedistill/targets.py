@@ -37,9 +37,9 @@ from edgedistill.errors import ConfigError, EdgeDistillError, did_you_mean
 from edgedistill.packaged_models import cache_root
 from edgedistill.quant_spec import FormatQuant
 from edgedistill.runtime_registry import RUNTIMES as RUNTIME_SPECS
-from edgedistill.runtime_registry import runtime_for_format
+from edgedistill.runtime_registry import export_formats, runtime_for_format
 
-FORMATS = ("gguf", "onnx", "ort-genai")
+FORMATS = tuple(export_formats())  # what a profile's `formats` may list: the runtime registry's `exporter`s
 RUNTIMES = tuple(RUNTIME_SPECS.names())  # what a profile's `runtimes` may list: edgedistill.runtime_registry
 TRANSPORT_KINDS = ("local", "ssh", "adb", "none")
 ISA_FAMILIES = ("armv7", "armv8", "armv9", "x86-64", "xtensa", "riscv32", "riscv64")

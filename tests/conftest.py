@@ -46,11 +46,19 @@ def tiny_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory, tiny_tokenizer):
-    """factory(arch, **kw) -> path of a saved tiny model; cached per (arch, kw) for the session."""
+    """factory(arch, **kw) -> path of a saved tiny model; cached per (arch, kw) for the session.
+
+    Keyword arguments equal to build_tiny_model's defaults are dropped from the key, so
+    ``factory("llama", hidden_size=64)`` is the same model (and the same exports) as ``factory("llama")``.
+    """
+    import inspect
+
+    defaults = {n: p.default for n, p in inspect.signature(build_tiny_model).parameters.items()
+                if p.default is not inspect.Parameter.empty}
     cache: dict = {}
 
     def make(arch: str = "llama", **kw):
-        key = (arch, tuple(sorted(kw.items())))
+        key = (arch, tuple(sorted((k, v) for k, v in kw.items() if k not in defaults or defaults[k] != v)))
         if key not in cache:
             out = tmp_path_factory.mktemp(f"tiny-{arch}")
             cache[key] = build_tiny_model(arch, out, tokenizer=tiny_tokenizer, **kw)

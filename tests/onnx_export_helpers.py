@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ class ArtifactCache:
         self.model_factory = model_factory
         self.artifacts: dict = {}
         self.refs: dict = {}
+        self.float_graphs: dict = {}
 
     def reference(self, arch: str):
         if arch not in self.refs:
@@ -32,9 +35,34 @@ class ArtifactCache:
         key = (fmt, arch, quant, repr(options))
         if key not in self.artifacts:
             out = self.tmp.mktemp(f"{fmt}-{arch}-{quant}")
-            info = FORMATS.get(fmt).write(self.model_factory(arch), out, quant, options)
+            with self.float_graph_exported_once():
+                info = FORMATS.get(fmt).write(self.model_factory(arch), out, quant, options)
             self.artifacts[key] = (out, info)
         return self.artifacts[key]
+
+    @contextlib.contextmanager
+    def float_graph_exported_once(self):
+        """The onnx format writes every quant from a fresh fp32 export (a builder subprocess, ~4 CPU-s on the
+        tiny model); the graph depends only on the model and the exporter settings, so within the cache
+        each is exported once and copied where the format would export it again. What the format does
+        with the copy (fp32 as it is, the fp16 conversion, the quantizers) runs for every artifact."""
+        from edgedistill.export import onnx_format
+
+        real = onnx_format._export_float
+
+        def exported_once(model_dir: Path, out_dir: Path, options: ExportOptions) -> None:
+            key = (str(Path(model_dir).resolve()), options.onnx_exporter, options.opset)  # all it reads
+            if key not in self.float_graphs:
+                graph = self.tmp.mktemp("onnx-float-graph")
+                real(model_dir, graph, options)
+                self.float_graphs[key] = graph  # only once it was written whole
+            shutil.copytree(self.float_graphs[key], out_dir, dirs_exist_ok=True)
+
+        onnx_format._export_float = exported_once
+        try:
+            yield
+        finally:
+            onnx_format._export_float = real
 
     def verify(self, fmt: str, arch: str, quant: str, options: ExportOptions | None = None):
         path, _ = self.artifact(fmt, arch, quant, options)

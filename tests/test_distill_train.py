@@ -203,27 +203,42 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, tiny_model_factory, data, case
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("topk", [None, 8])
-def test_bf16_autocast_path_runs_on_cpu(tmp_path, models, data, topk):
-    """The CUDA default (bf16 autocast) exercised on the CPU: the same code path through accelerate's
-    autocast, teacher hidden states in bf16, losses in fp32; the saved student stays fp32 and learns.
-    In a subprocess: accelerate fixes the precision once per process (this one already ran fp32)."""
+BF16_TOPK = (None, 8)
+
+
+@pytest.fixture(scope="module")
+def bf16_runs(tmp_path_factory, tiny_model_factory):
+    """Both bf16 CLI runs (teacher in memory; top-k cache) in ONE subprocess: accelerate fixes the precision
+    once per process (this one runs fp32), and one interpreter start (torch, transformers, accelerate:
+    about 4 CPU-s) serves both. -> (the subprocess, {topk: its output directory})."""
     import subprocess
     import sys
 
-    student, teacher = models
-    cmd = [sys.executable, "-m", "edgedistill.cli", "distill", "--student", str(student), "--teacher", str(teacher),
-           "--data", str(data), "--out", str(tmp_path / "o"), "--loss", "forward_kl", "--alpha", "1.0",
-           "--epochs", "3", "--lr", "3e-3", "--warmup-ratio", "0", "--mixed-precision", "bf16"]
-    if topk:
-        cmd += ["--teacher-topk", str(topk)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    tmp = tmp_path_factory.mktemp("bf16")
+    data = make_data(tmp / "data.jsonl")
+    student, teacher = tiny_model_factory("llama"), tiny_model_factory("llama", hidden_size=96, num_layers=3)
+    outs, runs = {topk: tmp / f"o-{topk}" for topk in BF16_TOPK}, []
+    for topk, out in outs.items():
+        runs.append(["distill", "--student", str(student), "--teacher", str(teacher), "--data", str(data),
+                     "--out", str(out), "--loss", "forward_kl", "--alpha", "1.0", "--epochs", "3", "--lr", "3e-3",
+                     "--warmup-ratio", "0", "--mixed-precision", "bf16"] + (["--teacher-topk", str(topk)] if topk else []))
+    code = f"from edgedistill.cli import main\nfor args in {runs!r}:\n    main(args, standalone_mode=False)\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600), outs
+
+
+@pytest.mark.parametrize("topk", BF16_TOPK)
+def test_bf16_autocast_path_runs_on_cpu(bf16_runs, topk):
+    """The CUDA default (bf16 autocast) exercised on the CPU: the same code path through accelerate's
+    autocast, teacher hidden states in bf16, losses in fp32; the saved student stays fp32 and learns."""
+    proc, outs = bf16_runs
     assert proc.returncode == 0, proc.stderr[-3000:]
-    start = next(r for r in read_jsonl_records(tmp_path / "o" / "train_log.jsonl") if r.get("event") == "start")
+    out = outs[topk]
+    start = next(r for r in read_jsonl_records(out / "train_log.jsonl") if r.get("event") == "start")
     assert start["config"]["mixed_precision"] == "bf16"
-    log = [r["loss"] for r in read_jsonl_records(tmp_path / "o" / "train_log.jsonl") if "step" in r]
+    assert start["config"]["teacher_topk"] == topk
+    log = [r["loss"] for r in read_jsonl_records(out / "train_log.jsonl") if "step" in r]
     assert all(torch.isfinite(torch.tensor(log))) and sum(log[-3:]) / 3 < sum(log[:3]) / 3
-    saved = load_file(str(tmp_path / "o" / "model.safetensors"))
+    saved = load_file(str(out / "model.safetensors"))
     assert {t.dtype for t in saved.values()} == {torch.float32}
 
 

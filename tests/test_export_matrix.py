@@ -82,10 +82,14 @@ def test_matrix_covers_the_registries():
     "arch, fmt, quant",
     [pytest.param(*c, marks=() if c in DEFAULT_RUN else pytest.mark.slow, id="-".join(c)) for c in CASES],
 )
-def test_export_and_verify(arch, fmt, quant, tiny_model_factory, tmp_path):
+def test_export_and_verify(arch, fmt, quant, tiny_model_factory, tmp_path, tmp_path_factory):
+    from onnx_export_helpers import shared_cache
+
     model = tiny_model_factory(arch, hidden_size=_width(fmt, quant))
-    result = export(ExportConfig(model=str(model), artifacts=[f"{fmt}:{quant}"], out_dir=str(tmp_path), name=arch),
-                    log=lambda m: None)
+    # onnx: the float graph of this model is exported once per session (the other export tests' too)
+    with shared_cache(tmp_path_factory, tiny_model_factory).float_graph_exported_once():
+        result = export(ExportConfig(model=str(model), artifacts=[f"{fmt}:{quant}"], out_dir=str(tmp_path),
+                                     name=arch), log=lambda m: None)
     art = result.artifacts[0]
     assert art.passed and art.verified and art.path == tmp_path / f"{arch}-{fmt}-{quant}"
     manifest = json.loads((art.path / "manifest.json").read_text())

@@ -133,10 +133,11 @@ def test_optimum_loads_the_artifact_as_it_is(cache, tiny_tokenizer):
 
 
 @pytest.mark.parametrize("quant", ["fp32", pytest.param("int8", marks=pytest.mark.slow)])
-def test_large_models_use_external_data(tmp_path, tiny_llama, monkeypatch, quant):
+def test_large_models_use_external_data(tmp_path, cache, tiny_llama, monkeypatch, quant):
     """Above the threshold (2 GB in real life, 0 here) the weights go to model.onnx_data."""
     monkeypatch.setattr(onnx_format, "EXTERNAL_DATA_THRESHOLD_BYTES", 0)
-    FORMATS.get("onnx").write(tiny_llama, tmp_path, quant, ExportOptions())
+    with cache.float_graph_exported_once():  # the threshold applies after the float export
+        FORMATS.get("onnx").write(tiny_llama, tmp_path, quant, ExportOptions())
     data = tmp_path / "model.onnx_data"
     assert data.exists() and data.stat().st_size > (tmp_path / "model.onnx").stat().st_size
     assert sorted(p.name for p in tmp_path.iterdir() if "onnx" in p.name) == ["model.onnx", "model.onnx_data"]
@@ -174,10 +175,15 @@ def test_unknown_quant_lists_the_valid_ones(tiny_llama, tmp_path):
 
 def test_accuracy_level_defaults_per_quant_type():
     # int4: level 4 (int8 compute) by default; weight-only int8: level 0; an explicit level wins
-    assert ExportOptions().accuracy_level("int4") == 4
-    assert ExportOptions().accuracy_level("int8") == 0
-    assert ExportOptions(int4_accuracy_level=0).accuracy_level("int4") == 0
-    assert ExportOptions(int4_accuracy_level=4).accuracy_level("int8") == 4
+    int4, int8 = FORMATS.get("onnx").quants["int4"], FORMATS.get("ort-genai").quants["int8"]
+    assert ExportOptions().accuracy_level(int4) == 4
+    assert ExportOptions().accuracy_level(FORMATS.get("ort-genai").quants["int4"]) == 4
+    assert ExportOptions().accuracy_level(int8) == 0
+    assert ExportOptions(int4_accuracy_level=0).accuracy_level(int4) == 0
+    assert ExportOptions(int4_accuracy_level=4).accuracy_level(int8) == 4
+    # the weight-only block types are the ones that state their MatMulNBits bits
+    assert {(f, q) for f, fmt in FORMATS.items() for q, spec in fmt.quants.items() if spec.matmul_nbits} == {
+        ("onnx", "int4"), ("ort-genai", "int4"), ("ort-genai", "int8")}
 
 
 def test_int4_quantizes_the_embedding_table_unless_asked_not_to(cache, tiny_model_factory):

@@ -66,16 +66,19 @@ def _down_proj_inputs(model_dir, texts) -> dict[int, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def artifacts(llama256, calib, tmp_path_factory):
-    """(rtn, gptq) onnx:int4 artifacts of the same model. Unverified: on a random tiny model, rounding tuned
-    to 10 short records need not keep greedy agreement on the verification's generic prompts (a first run
-    verified the GPTQ artifact and failed that bar: 16.7% < 25%)."""
+def artifacts(llama256, calib, tmp_path_factory, tiny_model_factory):
+    """(rtn, gptq) onnx:int4 artifacts of the same model (from one float graph, exported once). Unverified:
+    on a random tiny model, rounding tuned to 10 short records need not keep greedy agreement on the
+    verification's generic prompts (a first run verified the GPTQ artifact and failed that bar: 16.7% < 25%)."""
+    from onnx_export_helpers import shared_cache
+
     out = tmp_path_factory.mktemp("gptq-artifacts")
-    rtn = export(ExportConfig(model=str(llama256), artifacts=["onnx:int4"], out_dir=str(out / "r"),
-                              verify=False), log=lambda m: None).artifacts[0]
-    gptq = export(ExportConfig(model=str(llama256), artifacts=["onnx:int4"], out_dir=str(out / "g"),
-                               verify=False, calibration_data=str(calib),
-                               options=ExportOptions(int4_algorithm="gptq")), log=lambda m: None).artifacts[0]
+    with shared_cache(tmp_path_factory, tiny_model_factory).float_graph_exported_once():
+        rtn = export(ExportConfig(model=str(llama256), artifacts=["onnx:int4"], out_dir=str(out / "r"),
+                                  verify=False), log=lambda m: None).artifacts[0]
+        gptq = export(ExportConfig(model=str(llama256), artifacts=["onnx:int4"], out_dir=str(out / "g"),
+                                   verify=False, calibration_data=str(calib),
+                                   options=ExportOptions(int4_algorithm="gptq")), log=lambda m: None).artifacts[0]
     return rtn, gptq
 
 

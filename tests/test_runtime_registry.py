@@ -70,6 +70,26 @@ def test_registry_is_the_one_table():
     assert set(runtime_for_format("hf").packages) == {"torch", "transformers"}
 
 
+def test_export_formats_are_the_registered_ones_without_importing_them():
+    """targets.FORMATS (what a profile may list) is read from the specs' ``exporter`` without importing
+    an exporter; each named module is the one that registers that format in export.formats.FORMATS."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edgedistill.targets as t; print(sorted(t.FORMATS)); "
+            "print([m for m in sys.modules if m.startswith('edgedistill.export.')])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=TESTS.parent, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    from edgedistill.export.formats import FORMATS
+
+    assert out == [str(sorted(FORMATS.names())), "[]"]
+    for spec in runtime_specs():
+        if spec.exporter:
+            assert type(FORMATS.get(spec.format)).__module__ == spec.exporter, spec.name
+        else:
+            assert spec.format not in FORMATS, f"{spec.format} is exported but its runtime names no exporter"
+
+
 def _imported_top_packages(cls) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(cls)))):

@@ -36,6 +36,13 @@ class QuantSpec:
     """Smallest allowed share of streamed (KV-cache) tokens equal to the argmax of the artifact's own
     full-sequence pass; None: verify's default. Lower only where the quantization itself depends on
     the number of tokens in a run (dynamic per-tensor activation scales, onnx:int8)."""
+    matmul_nbits: int | None = None
+    """Weight bits of a weight-only block type (onnxruntime's MatMulNBits: int4 4, ort-genai's int8 8), the
+    types ``ExportOptions.int4_block_size`` and the accuracy level apply to; None for the others."""
+    default_accuracy_level: int = 0
+    """MatMulNBits accuracy_level when ``ExportOptions.int4_accuracy_level`` is unset: 4 (int8 compute) where
+    the 4-bit weight error dominates, so it costs no measured accuracy and decodes 2-3x faster; 0 (fp32
+    compute) otherwise (for 8-bit weights level 4 doubles the KL; docs/export-onnx.md)."""
 
 
 #: onnx:int4 weight rounding (``ExportOptions.int4_algorithm``): onnxruntime's MatMulNBitsQuantizer algorithms.
@@ -76,11 +83,11 @@ class ExportOptions:
                   "choices": ("builder", "optimum")},
     )
 
-    def accuracy_level(self, quant: str) -> int:
-        """The MatMulNBits accuracy_level used for ``quant`` (int4 / int8 weight-only types)."""
+    def accuracy_level(self, quant: QuantSpec) -> int:
+        """The MatMulNBits accuracy_level of a ``quant`` artifact (its type's default unless one is given)."""
         if self.int4_accuracy_level is not None:
             return self.int4_accuracy_level
-        return 4 if quant == "int4" else 0
+        return quant.default_accuracy_level
 
 
 class ExportFormat(ABC):
@@ -103,6 +110,15 @@ class ExportFormat(ABC):
         """File-level metadata for ``edgedistill inspect`` (GGUF key-values, ONNX opset/inputs...)."""
         return {}
 
+    def takes_imatrix(self, quant: str) -> bool:
+        """A ``quant`` artifact is made with an importance matrix (``--imatrix``, or the one export computes
+        from ``--calibration-data``)."""
+        return False
+
+    def takes_calibration_texts(self, quant: str, options: ExportOptions) -> bool:
+        """The calibration texts themselves feed a ``quant`` artifact's rounding (``options.calibration_texts``)."""
+        return False
+
     @abstractmethod
     def kv_cache_dtype(self, quant: str) -> str:
         """numpy name of the KV cache's element type when a ``quant`` artifact runs ("float32", "float16").
@@ -119,8 +135,15 @@ class ExportFormat(ABC):
 
 def _builtin_formats() -> None:
     # Each module registers its format; imported at the first lookup, so reading ExportOptions (the
-    # CLI does, for --help) does not import gguf, onnx and numpy.
-    from edgedistill.export import gguf, onnx_format, ortgenai_format  # noqa: F401
+    # CLI does, for --help) does not import gguf, onnx and numpy. Which modules: the runtime registry's
+    # `exporter`s, the list device profiles check their formats against (targets.FORMATS).
+    import importlib
+
+    from edgedistill.runtime_registry import runtime_specs
+
+    for spec in runtime_specs():
+        if spec.exporter:
+            importlib.import_module(spec.exporter)
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format", loader=_builtin_formats)

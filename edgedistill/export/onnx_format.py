@@ -20,8 +20,8 @@ Quantization types:
   every MatMul with a constant weight, activations quantized on the fly (DynamicQuantizeMatMul /
   MatMulInteger). Attention score MatMuls stay float.
 * ``int4`` - weight-only block-wise int4 (``MatMulNBits``, ``MatMulNBitsQuantizer``), block size
-  ``options.int4_block_size``, compute precision ``options.accuracy_level("int4")`` (default 4: int8
-  compute).
+  ``options.int4_block_size``, compute precision ``options.accuracy_level(ONNX_QUANTS["int4"])`` (default
+  4: int8 compute).
 
 Thresholds are measured, see docs/export-onnx.md and benchmarks/onnx_quant_figures.py.
 """
@@ -76,6 +76,7 @@ ONNX_QUANTS: dict[str, QuantSpec] = {
         # 5.0 = 4 bits + one fp32 scale per 32-weight block (the embedding table too, unless
         # options.int4_embeddings is off: then it stays fp32 on top).
         description="weight-only block-wise int4 (MatMulNBits; the embedding table as GatherBlockQuantized).",
+        matmul_nbits=4, default_accuracy_level=4,
     ),
 }
 
@@ -119,7 +120,7 @@ def check_quant_options(fmt: ExportFormat, quant: str, options: ExportOptions) -
 
 def _check_onnx_options(quant: str, options: ExportOptions) -> None:
     """The options only the onnx format reads (its float graph's exporter and opset)."""
-    if quant == "int4" and options.int4_embeddings and options.opset and options.opset < 18:
+    if ONNX_QUANTS[quant].matmul_nbits and options.int4_embeddings and options.opset and options.opset < 18:
         # the int4 table needs opset 21, to which the quantizer raises the graph without converting its
         # nodes; the operator forms of opset 18 and later survive that, older ones (ReduceMean's axes
         # attribute, for one) do not
@@ -169,7 +170,7 @@ class OnnxFormat(ExportFormat):
             else:
                 _quantize_int4(stage / MODEL_FILE, out_dir / MODEL_FILE, options, model_dir)
                 info["quantization"] = {"method": "MatMulNBits", "bits": 4, "block_size": options.int4_block_size,
-                                        "accuracy_level": options.accuracy_level("int4"),
+                                        "accuracy_level": options.accuracy_level(self.quants[quant]),
                                         "symmetric": options.int4_algorithm in ("rtn", "gptq"),
                                         "algorithm": options.int4_algorithm,
                                         "embeddings": "int4 (GatherBlockQuantized)" if options.int4_embeddings
@@ -178,6 +179,10 @@ class OnnxFormat(ExportFormat):
         info["rotary_tables"] = _slim_rotary_tables(out_dir / MODEL_FILE, known if quant == "fp16" else None)
         info["opset"] = _opset(out_dir / MODEL_FILE)
         return info
+
+    def takes_calibration_texts(self, quant: str, options: ExportOptions) -> bool:
+        # GPTQ rounding of the MatMulNBits type (export/onnx_gptq.py): the texts feed its Hessians
+        return bool(self.quants[quant].matmul_nbits) and options.int4_algorithm == "gptq"
 
     def kv_cache_dtype(self, quant: str) -> str:
         # Every quant keeps float32 graph inputs/outputs, the cache included: fp16 is converted with
@@ -360,7 +365,7 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions, model_dir: Path
         bits=4,
         block_size=options.int4_block_size,
         is_symmetric=True,
-        accuracy_level=options.accuracy_level("int4") or None,
+        accuracy_level=options.accuracy_level(ONNX_QUANTS["int4"]) or None,
         # Gather: the embedding table, int4 blocks along the hidden axis (quant_axes default {Gather: 1}).
         op_types_to_quantize=op_types,
         algo_config=_int4_algo_config(options, op_types, src, model_dir),

@@ -14,7 +14,7 @@ Quantization types (all for ``-e cpu``):
   embedding table is shared with the LM head and quantized too (the builder's default).
 
 For both weight-only types the block size is ``options.int4_block_size`` and the compute precision
-``options.accuracy_level(quant)``: by default 4 (int8 compute, the builder's own CPU default) for int4,
+``options.accuracy_level(spec)`` (the spec's ``default_accuracy_level``): by default 4 (int8 compute, the builder's own CPU default) for int4,
 where the 4-bit weight error dominates and level 4 is 2-3x faster at no measured accuracy cost, and 0
 (float32 compute) for int8, where level 4 doubles the KL - see docs/export-onnx.md for the figures.
 It is always passed to the builder explicitly.
@@ -44,10 +44,12 @@ ORTGENAI_QUANTS: dict[str, QuantSpec] = {
     "int8": QuantSpec(
         "int8", 9.0, max_kl=1e-2, min_greedy_match=0.8, max_abs_logit_diff=None,
         description="weight-only block-wise int8 (MatMulNBits bits=8).",
+        matmul_nbits=8,
     ),
     "int4": QuantSpec(
         "int4", 5.0, max_kl=0.5, min_greedy_match=0.25, max_abs_logit_diff=None,
         description="weight-only block-wise int4 (MatMulNBits bits=4).",
+        matmul_nbits=4, default_accuracy_level=4,
     ),
 }
 
@@ -67,9 +69,10 @@ class OrtGenaiFormat(ExportFormat):
         check_quant_options(self, quant, options)
         check_architecture(self, model_dir)
         extra = []
-        if quant in ("int4", "int8"):
-            extra += [f"block_size={options.int4_block_size}", f"accuracy_level={options.accuracy_level(quant)}"]
-            if quant == "int8":
+        spec = self.quants[quant]
+        if spec.matmul_nbits:
+            extra += [f"block_size={options.int4_block_size}", f"accuracy_level={options.accuracy_level(spec)}"]
+            if spec.matmul_nbits == 8:
                 # Builder 0.15 writes a dangling lm_head weight name (weight_Q4) for int8 with shared
                 # embeddings, which it turns on for tied models (Gemma 3); keeping the LM head as its own
                 # int8 matrix avoids it. For untied models this is the builder's default anyway.

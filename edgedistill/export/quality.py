@@ -21,6 +21,7 @@ from pathlib import Path
 from edgedistill.export.calibration import CalibrationData, load_calibration
 from edgedistill.export.source import sha256_file
 from edgedistill.export.task_check import TaskCheck, prepare_task_check
+from edgedistill.quant_spec import FormatQuant
 
 
 @dataclass
@@ -30,7 +31,7 @@ class QualityInputs:
     imatrix: Path | None = None
     """The computed importance matrix (in a temporary directory that lives as long as this object)."""
     imatrix_sha256: str | None = None
-    qat: str | None = None
+    qat: FormatQuant | None = None
     """The FORMAT:QUANT the source was distilled against (``distill --qat``; its distill_config.json)."""
     _tmp: object = field(default=None, repr=False)
 
@@ -52,12 +53,10 @@ def prepare(config) -> QualityInputs:
 
 
 def uses_imatrix(fmt_name: str, quant: str) -> bool:
-    """GGUF types made by llama.cpp's quantizer (the only ones an importance matrix changes)."""
-    if fmt_name != "gguf":
-        return False
-    from edgedistill.export.gguf.quantize import GGUF_QUANTS
+    """Types an importance matrix changes (GGUF's made by llama.cpp's quantizer): the format says."""
+    from edgedistill.export.formats import FORMATS
 
-    return GGUF_QUANTS.get(quant).route == "llama.cpp"
+    return FORMATS.get(fmt_name).takes_imatrix(quant)
 
 
 def run_models(q: QualityInputs, config, source, plan, log, timings: dict) -> None:
@@ -83,8 +82,10 @@ def run_models(q: QualityInputs, config, source, plan, log, timings: dict) -> No
 
 
 def uses_gptq(options, fmt_name: str, quant: str) -> bool:
-    """onnx:int4 rounded by GPTQ (export/onnx_gptq.py): the calibration texts feed its Hessians."""
-    return fmt_name == "onnx" and quant == "int4" and options.int4_algorithm == "gptq"
+    """Types whose rounding the calibration texts feed (onnx:int4 by GPTQ): the format says."""
+    from edgedistill.export.formats import FORMATS
+
+    return FORMATS.get(fmt_name).takes_calibration_texts(quant, options)
 
 
 def options_for(q: QualityInputs, options, fmt_name: str, quant: str):
@@ -96,14 +97,15 @@ def options_for(q: QualityInputs, options, fmt_name: str, quant: str):
     return options
 
 
-def _qat_of(model: str) -> str | None:
+def _qat_of(model: str) -> FormatQuant | None:
     import json
 
     f = Path(model).expanduser() / "distill_config.json"
     try:
-        return json.loads(f.read_text()).get("qat") if f.is_file() else None
+        qat = json.loads(f.read_text()).get("qat") if f.is_file() else None
     except (OSError, ValueError):
         return None
+    return None if qat is None else FormatQuant.parse(qat, field=f"{f}: qat")  # typed once, where it is read
 
 
 def manifest_extra(q: QualityInputs, options, fmt_name: str, quant: str, artifact_dir: Path | None = None,
@@ -111,7 +113,7 @@ def manifest_extra(q: QualityInputs, options, fmt_name: str, quant: str, artifac
     """``calibration`` for the manifest: which data (and which imatrix) the artifact was made with; ``qat``:
     for the type the source was distilled against, KL(fake-quantized student || artifact)."""
     extra = {}
-    if q.qat == f"{fmt_name}:{quant}" and artifact_dir is not None:
+    if q.qat == FormatQuant(fmt_name, quant) and artifact_dir is not None:
         from edgedistill.distill.qat import kl_to_artifact
 
         extra["qat"] = kl_to_artifact(model_dir, artifact_dir, q.qat, threads=threads)

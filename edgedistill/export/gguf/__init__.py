@@ -31,6 +31,10 @@ class GgufFormat(ExportFormat):
     def describe(self, artifact_dir: Path) -> dict[str, Any]:
         return describe_gguf(_gguf_file(Path(artifact_dir)))
 
+    def takes_imatrix(self, quant: str) -> bool:
+        # the types llama.cpp's quantizer makes: with an imatrix it weights each block's scale search
+        return GGUF_QUANTS.get(quant).route == "llama.cpp"
+
     def kv_cache_dtype(self, quant: str) -> str:
         # A GGUF file holds no cache type: llama.cpp allocates f16 K and V caches by default, and the
         # llama.cpp runtime (and the bench runner) do not change type_k / type_v.
