@@ -97,7 +97,7 @@ class TeacherConfig:
     n_ctx: int = field(default=2048, metadata={"help": "context window in tokens (gguf teacher; per sequence)"})
     parallel: int = field(default=1, metadata={
         "help": "prompts the gguf teacher decodes together in one llama.cpp batch (1: one at a time); "
-                "the same answers, several times the throughput on a CPU"})
+                "greedy answers can differ from one at a time at near-ties (docs/generate.md)"})
 
     def __post_init__(self):
         one_of(self.kind, "kind", ["auto", *TEACHERS.names()])

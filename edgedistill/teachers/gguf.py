@@ -1,5 +1,5 @@
 """A ``.gguf`` file as teacher through llama-cpp-python: one prompt at a time, or with ``parallel`` N
-several decoded together in one llama.cpp batch (edgedistill/teachers/gguf_batched.py; same answers).
+several decoded together in one llama.cpp batch (edgedistill/teachers/gguf_batched.py).
 
 Uses the file's own chat template (``create_chat_completion``) when it has one, else plain-text
 completion (the turns' contents separated by blank lines, as the HF teacher does for base models).
