@@ -112,6 +112,7 @@ def _model_arg(spec: str | None) -> str | None:
 @setting(TeacherConfig, "concurrency")
 @setting(TeacherConfig, "n_threads", "--threads")
 @setting(TeacherConfig, "n_ctx")
+@setting(TeacherConfig, "parallel", metavar="N")
 @setting(TeacherConfig, "timeout_s", "--timeout")
 @setting(TeacherConfig, "max_retries")
 @setting(TeacherConfig, "device")
@@ -121,7 +122,7 @@ def _model_arg(spec: str | None) -> str | None:
 def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, out, task, prompt_field,
                  reference_field, split, limit, temperature, top_p, max_new_tokens, seed, top_logprobs,
                  stop, no_stop, plain_cue, batch_size, concurrency, n_threads, n_ctx, timeout_s, max_retries, device, overwrite,
-                 progress):
+                 progress, parallel):
     """Have a teacher answer every prompt in --data, writing synthetic training data to --out.
 
     Records are appended as they finish; rerunning the same command resumes where it stopped.
@@ -140,6 +141,7 @@ def generate_cmd(teacher_path, teacher_url, teacher_model, api_key_env, data, ou
         path=_model_arg(teacher_path), url=teacher_url, model=teacher_model, api_key_env=api_key_env,
         concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries, batch_size=batch_size,
         device=device, n_threads=n_threads, n_ctx=n_ctx,
+        parallel=parallel,
     )
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
                               top_logprobs=top_logprobs, stop=_stop_option(stop, no_stop), plain_cue=plain_cue)

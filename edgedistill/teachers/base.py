@@ -94,7 +94,10 @@ class TeacherConfig:
     batch_size: int = field(default=8, metadata={"help": "prompts per generate() call (hf teacher)"})
     device: str = field(default="cpu", metadata={"help": "torch device of the hf teacher"})
     n_threads: int | None = field(default=None, metadata={"help": "CPU threads (gguf teacher; default: all)"})
-    n_ctx: int = field(default=2048, metadata={"help": "context window in tokens (gguf teacher)"})
+    n_ctx: int = field(default=2048, metadata={"help": "context window in tokens (gguf teacher; per sequence)"})
+    parallel: int = field(default=1, metadata={
+        "help": "prompts the gguf teacher decodes together in one llama.cpp batch (1: one at a time); "
+                "greedy answers can differ from one at a time at near-ties (docs/generate.md)"})
 
     def __post_init__(self):
         one_of(self.kind, "kind", ["auto", *TEACHERS.names()])
@@ -120,6 +123,7 @@ class TeacherConfig:
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.n_threads is None or self.n_threads >= 1, "n_threads", "must be >= 1")
         require(self.n_ctx >= 16, "n_ctx", f"must be >= 16, got {self.n_ctx}")
+        require(1 <= self.parallel <= 64, "parallel", f"must be between 1 and 64, got {self.parallel}")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""A ``.gguf`` file as teacher through llama-cpp-python (one prompt at a time).
+"""A ``.gguf`` file as teacher through llama-cpp-python: one prompt at a time, or with ``parallel`` N
+several decoded together in one llama.cpp batch (edgedistill/teachers/gguf_batched.py).
 
 Uses the file's own chat template (``create_chat_completion``) when it has one, else plain-text
 completion (the turns' contents separated by blank lines, as the HF teacher does for base models).
@@ -11,11 +12,10 @@ for every token.
 
 from __future__ import annotations
 
-import numpy as np
-
 from edgedistill.errors import EdgeDistillError
 from edgedistill.stopping import cut_at_stop
 from edgedistill.teachers.base import Completion, SamplingConfig, Teacher, TeacherConfig, teacher_id
+from edgedistill.teachers.llama_batch import top_logprobs
 from edgedistill.tasks import render_plain
 
 
@@ -27,12 +27,7 @@ class _TopKRecorder:
         self.steps: list[list[tuple[int, float]]] = []
 
     def __call__(self, input_ids, scores):
-        s = np.asarray(scores, dtype=np.float32)
-        top = s.max()
-        log_z = top + np.log(np.exp(s - top).sum())
-        idx = np.argpartition(-s, self.k)[: self.k]
-        idx = idx[np.argsort(-s[idx])]
-        self.steps.append([(int(i), float(s[i] - log_z)) for i in idx])
+        self.steps.append(top_logprobs(scores, self.k))
         return scores  # unchanged: recording only
 
 
@@ -57,13 +52,23 @@ class GGUFTeacher(Teacher):
             raise EdgeDistillError(f"llama.cpp could not load the teacher {config.path}: {exc}") from None
         self.has_chat_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
         self._processors = llama_cpp.LogitsProcessorList
+        self.preferred_batch = config.parallel
+        self._decoder = None
+        if config.parallel > 1:  # a second context, sized for `parallel` sequences of n_ctx tokens each
+            from edgedistill.teachers.llama_batch import ParallelDecoder
+
+            self._decoder = ParallelDecoder(self.llm, config.parallel, config.n_ctx)
 
     def generate(self, conversations: list[list[dict]], sampling: SamplingConfig) -> list[Completion]:
+        if self._decoder is not None:
+            from edgedistill.teachers.gguf_batched import generate_batched
+
+            return generate_batched(self, self._decoder, conversations, sampling, self._common(sampling, None))
         return [self._one(c, sampling) for c in conversations]
 
-    def _one(self, conversation: list[dict], sampling: SamplingConfig) -> Completion:
-        recorder = _TopKRecorder(sampling.top_logprobs) if sampling.top_logprobs > 0 else None
-        common = dict(
+    def _common(self, sampling: SamplingConfig, recorder) -> dict:
+        """The keyword arguments of every completion call."""
+        return dict(
             max_tokens=sampling.max_new_tokens,
             temperature=sampling.temperature,
             top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
@@ -73,6 +78,10 @@ class GGUFTeacher(Teacher):
             stop=list(sampling.stop or []) or None,  # llama.cpp ends at the token completing one, drops it
             logits_processor=self._processors([recorder]) if recorder else None,
         )
+
+    def _one(self, conversation: list[dict], sampling: SamplingConfig) -> Completion:
+        recorder = _TopKRecorder(sampling.top_logprobs) if sampling.top_logprobs > 0 else None
+        common = self._common(sampling, recorder)
         try:
             if self.has_chat_template:
                 resp = self.llm.create_chat_completion(messages=conversation, **common)
@@ -101,6 +110,9 @@ class GGUFTeacher(Teacher):
         return self.llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
 
     def close(self) -> None:
+        if getattr(self, "_decoder", None) is not None:
+            self._decoder.close()
+            self._decoder = None
         if getattr(self, "llm", None) is not None:
             self.llm.close()
             self.llm = None
