@@ -9,8 +9,9 @@
 # RUN: a quickstart run directory (read only: the student and the top-k cache are copied to OUT first).
 # The distill settings are examples/quickstart.yaml's (forward KL from the top-k cache, alpha 0.8, batch 4,
 # max length 160) except a lower, constant-start learning rate for a continuation (1e-4, no warm-up).
-# Rerunning the same command resumes from the last checkpoint (every 25 steps), so a run may be split
-# into several commands of a few minutes each (e.g. under `flock /work/cpu.lock`).
+# Rerunning the same command resumes from the last checkpoint (every 10 steps), so a run may be split
+# into several commands of a few minutes each, e.g. `flock LOCK timeout 540 benchmarks/quant_quality_qat.sh ...`
+# repeated until OUT/cont-VARIANT exists (a killed run loses the steps since its last checkpoint).
 set -euo pipefail
 RUN=$1 OUT=$2 VARIANT=$3 STEPS=$4
 PY=${PY:-python}
@@ -28,5 +29,5 @@ TEACHER=$(PYTHONPATH=${PYTHONPATH:-.} $PY -c "import json,sys; print(json.load(o
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}
 $PY -m edgedistill.cli distill --student "$OUT/base" --data "$RUN/generate/teacher.jsonl" --teacher "$TEACHER" \
   --loss forward_kl --teacher-topk 64 --alpha 0.8 --temperature 1.0 --lr 1e-4 --warmup-ratio 0 \
-  --batch-size 4 --max-steps "$STEPS" --max-length 160 --seed 0 --cpu --save-every 25 --resume \
+  --batch-size 4 --max-steps "$STEPS" --max-length 160 --seed 0 --cpu --save-every 10 --resume \
   "${extra[@]}" --out "$OUT/cont-$VARIANT" --work-dir "$W"
