@@ -160,12 +160,16 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--append", action="store_true", help="keep the rows of --out (same student and data) whose "
                                                           "labels this run does not score")
-    ap.add_argument("--render", metavar="JSON", help="only re-write the .md of an earlier run's JSON")
+    ap.add_argument("--render", metavar="JSON", help="only re-write the .md (and the bootstrap intervals) of an "
+                                                     "earlier run's JSON")
     ap.add_argument("--speed-from", metavar="JSON", help="only run --speed-rounds over the variants of an earlier "
                                                          "run's JSON (artifacts in its --work) and re-write it")
     args = ap.parse_args()
-    if args.render:
+    if args.render:  # re-write the .md (and the bootstrap intervals, which need the records' references)
         rep = json.loads(Path(args.render).read_text())
+        cfg = EvalConfig(models=[rep["student"]], data=rep["data"], task=rep["task"], max_records=rep["records"])
+        paired_ci(rep["rows"], load_test_set(cfg), rep["metric"], rep["student"])
+        atomic_write_json(Path(args.render), rep)
         atomic_write_text(Path(args.render).with_suffix(".md"), render(rep))
         return
     if args.speed_from:
@@ -210,10 +214,29 @@ def main() -> None:
     print(render(report))
 
 
+def paired_ci(rows: list[dict], records: list[dict], metric: str, student: str, resamples: int = 2000) -> None:
+    """Per row, the 95 % paired bootstrap interval of (row's mean per-record score - the float student's)
+    over the same records: whether a difference is larger than the choice of records (``ci95_vs_float``)."""
+    import numpy as np
+
+    score = getattr(M, metric, None)
+    base = next((r for r in rows if r["artifact"] is None and r["model"] == student), None)
+    if score is None or base is None:
+        return
+    refs = [r["reference"] for r in records]
+    per = {r["label"]: np.array([score([o], [ref]) for o, ref in zip(r["outputs"], refs)]) for r in rows}
+    idx = np.random.default_rng(0).integers(0, len(refs), size=(resamples, len(refs)))
+    for r in rows:
+        d = per[r["label"]] - per[base["label"]]
+        means = d[idx].mean(axis=1)
+        r["ci95_vs_float"] = [round(float(np.percentile(means, 2.5)), 2), round(float(np.percentile(means, 97.5)), 2)]
+
+
 def write(args, records, metric, rows) -> dict:
     floats = {r["model"]: r[metric] for r in rows if r["artifact"] is None}
     for r in rows:
         r["retention"] = M.retention(r[metric], floats.get(args.student), metric)
+    paired_ci(rows, records, metric, args.student)
     report = {"records": len(records), "data": args.data, "task": args.task, "metric": metric,
               "student": args.student, "qat_student": args.qat_student, "calibration": args.calibration,
               "speed_rounds": args.speed_rounds, "speed_prompts": args.speed_prompts,
@@ -233,14 +256,16 @@ def render(rep: dict) -> str:
              f"Student `{rep['student']}`; calibration `{rep['calibration']}`; QAT student `{rep['qat_student']}`; "
              f"{rep['max_new_tokens']} greedy tokens, {rep['threads']} threads; {rep['recorded_utc']}, "
              f"{rep['machine']['cpus']} CPUs. {rep['note']}", "",
-             f"| variant | size MB | {m} | retention (vs float student) | perplexity | host decode tok/s "
+             f"| variant | size MB | {m} | retention (vs float student) | {m} - float's, 95 % paired bootstrap "
+             "interval | perplexity | host decode tok/s "
              "(while scoring) | load avg 1m (before, after) | host decode tok/s (median of the rounds) | "
-             "load avg 1m at each round |", "|---|---|---|---|---|---|---|---|---|"]
+             "load avg 1m at each round |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rep["rows"]:
         ret = f"{r['retention']:.2f}" if r.get("retention") is not None else "n/a"
+        ci = "[{:+.2f}, {:+.2f}]".format(*r["ci95_vs_float"]) if r.get("ci95_vs_float") else "n/a"
         ppl = f"{r['perplexity']:.2f}" if r["perplexity"] is not None else "n/a"
         rounds = ", ".join(str(x["loadavg_1m"]) for x in r.get("speed_rounds", [])) or "n/a"
-        lines.append(f"| {r['label']} | {r['size_mb']:.1f} | {r[m]:.2f} | {ret} | {ppl} | "
+        lines.append(f"| {r['label']} | {r['size_mb']:.1f} | {r[m]:.2f} | {ret} | {ci} | {ppl} | "
                      f"{r['decode_tok_s']} | {r['loadavg_1m'][0]}, {r['loadavg_1m'][1]} | "
                      f"{r.get('decode_tok_s_median', 'n/a')} | {rounds} |")
     if rep.get("speed_rounds"):

@@ -353,7 +353,11 @@ def _quantize_int4(src: Path, dst: Path, options: ExportOptions, model_dir: Path
     from edgedistill.export import onnx_quant_tied as tied
 
     model = onnx.load(str(src))  # with its external data, if any
-    rtn = options.int4_algorithm == "rtn"
+    if options.int4_algorithm == "gptq":  # GPTQ rounds the float weights onto RTN's grid; RTN writes them
+        from edgedistill.export.onnx_gptq import apply_gptq
+
+        apply_gptq(model, src, model_dir, options.calibration_texts or [], options.int4_block_size)
+    rtn = options.int4_algorithm in ("rtn", "gptq")
     # a tied table (Gemma 3): shared with the int4 LM head after RTN, else a table of its own
     share = options.int4_embeddings and rtn and tied.tied_embedding(model) is not None
     if options.int4_embeddings and not share:
@@ -396,7 +400,7 @@ def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...], src: Pa
                       model_dir: Path | None = None):
     """The quantizer's algo_config for ``options.int4_algorithm`` (None: its default RTN)."""
     algo = options.int4_algorithm
-    if algo == "rtn":
+    if algo in ("rtn", "gptq"):  # gptq: already applied to the float weights (onnx_gptq.apply_gptq)
         return None
     from onnxruntime.quantization import matmul_nbits_quantizer as mq
 
@@ -404,10 +408,6 @@ def _int4_algo_config(options: ExportOptions, op_types: tuple[str, ...], src: Pa
         return mq.HQQWeightOnlyQuantConfig(block_size=options.int4_block_size, bits=4, op_types_to_quantize=op_types)
     if algo == "k_quant":  # data-free: llama.cpp-style search of each block's scale and minimum
         return mq.KQuantWeightOnlyQuantConfig(op_types_to_quantize=op_types)
-    if algo == "gptq":  # data-aware: each MatMul's rounding sees the calibration records' Hessian
-        from edgedistill.export.onnx_gptq import gptq_config
-
-        return gptq_config(src, model_dir, options.calibration_texts or [], op_types)
     from edgedistill.export.formats import INT4_ALGORITHMS
 
     raise EdgeDistillError(f"options.int4_algorithm = {algo!r} is not supported; valid: {', '.join(INT4_ALGORITHMS)}")
