@@ -268,6 +268,11 @@ def preload_runtime(spec: dict) -> float:
             __import__(name)
         except ImportError:  # open_model reports a missing package as before
             pass
+    if spec["format"] == "onnx":  # the project's onnx runtime loads the artifact's tokenizer with
+        try:  # transformers' AutoTokenizer, whose import brings in torch when torch is installed
+            from transformers import AutoTokenizer  # noqa: F401
+        except ImportError:
+            pass
     return time.perf_counter() - t
 
 
