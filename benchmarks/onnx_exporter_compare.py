@@ -224,18 +224,42 @@ def write_results(rows: dict, probes: list[dict], args) -> str:
     return text
 
 
-def combine(paths: list[str], out: Path) -> str:
-    """One result from several runs (e.g. Gemma and the tiny models run side by side): rows joined,
-    every ceiling recomputed at the best bandwidth probed in any of the runs."""
+def merge_rows(runs: list[dict]) -> list[dict]:
+    """Rows of the same model and exporter from several runs (e.g. one locked time window each) become
+    one: their export and decode rounds are joined; graph and profile figures are the first run's, and a
+    run whose artifact differs in bytes or nodes is named in ``differs_in``."""
+    merged: dict = {}
+    for r in runs:
+        for row in r["rows"]:
+            key = (row["model"], row["exporter"])
+            if key not in merged:
+                merged[key] = {**row, "export": list(row["export"]), "decode": list(row["decode"])}
+                continue
+            m = merged[key]
+            m["export"] += row["export"]
+            m["decode"] += row["decode"]
+            changed = [k for k in ("bytes", "nodes") if row[k] != m[k]]
+            if changed:
+                m.setdefault("differs_in", []).append({k: row[k] for k in changed})
+    for m in merged.values():  # a reused artifact's export is not timed: keep the timed rounds if any
+        timed = [e for e in m["export"] if e["s"] is not None]
+        m["export"] = timed or m["export"][:1]
+        m["best_tok_s"] = max(d["tok_s"] for d in m["decode"])
+    return list(merged.values())
+
+
+def combine(paths: list[str], out: Path, note: str | None = None) -> str:
+    """One result from several runs (e.g. Gemma and the tiny models run side by side, or the same pair
+    in several time windows): rows merged, every ceiling recomputed at the best bandwidth probed in any
+    of the runs."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
     probes = [p for r in runs for p in r["bandwidth_probes"]]
     best_bw = max(p["gbs"] for p in probes)
     rows = []
-    for r in runs:
-        for row in r["rows"]:
-            ceiling = best_bw * 1e9 / row["bytes_per_token"]
-            rows.append({**row, "ceiling_tps": round(ceiling, 1), "fraction_of_ceiling": round(row["best_tok_s"] / ceiling, 3)})
-    result = {**runs[0], "bandwidth_probes": probes, "ceiling_bandwidth_gbs": best_bw, "rows": rows,
+    for row in merge_rows(runs):
+        ceiling = best_bw * 1e9 / row["bytes_per_token"]
+        rows.append({**row, "ceiling_tps": round(ceiling, 1), "fraction_of_ceiling": round(row["best_tok_s"] / ceiling, 3)})
+    result = {**runs[0], "note": note or runs[0]["note"], "bandwidth_probes": probes, "ceiling_bandwidth_gbs": best_bw, "rows": rows,
               "combined_from": [f"{r['decode_tokens']} tokens, {r['reps']} rounds" for r in runs]}
     atomic_write_json(out, result)
     text = to_markdown(result)
@@ -258,9 +282,10 @@ def main() -> None:
                     help="comma-separated subset of builder,optimum (default both)")
     ap.add_argument("--reuse", action="store_true", help="measure artifacts already in --workdir without exporting again")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--note", default=None, help="with --combine: the conditions of the joined runs (replaces the first run's note)")
     args = ap.parse_args()
     if args.combine:
-        print(combine(args.combine, Path(args.out)))
+        print(combine(args.combine, Path(args.out), args.note))
         return
     if "optimum" in args.exporters and not args.optimum_python:
         ap.error("--optimum-python is required (a python whose environment has optimum-onnx)")
