@@ -143,3 +143,36 @@ def test_target_missing_predictor_fields_names_the_field(config_file):
     pi5 = dataclasses.replace(load_target("raspberry-pi-5"), peak_gflops=None)
     with pytest.raises(ConfigError, match="field 'peak_gflops' is missing"):
         plan(config_file, [pi5], quants=["q4_k_m"])
+
+
+def test_llama_cpp_memory_counts_the_tokenizer_tables():
+    """llama.cpp keeps ~166 bytes a vocabulary token (benchmarks/llama_vocab_memory.py): 42 MB for Gemma's 262k."""
+    from edgedistill.bench.memory import MemoryFacts
+
+    size = 20 * MB
+    small, large = MemoryFacts(vocab=8407, heads=4), MemoryFacts(vocab=262144, heads=4)
+    grow = runtime_memory_bytes("llama.cpp", size, large, 64, 2048) - runtime_memory_bytes("llama.cpp", size, small, 64, 2048)
+    assert grow == pytest.approx(RUNTIME_MEMORY["llama.cpp"]["vocab_bytes"] * (262144 - 8407), abs=1)
+    assert 35 * MB < grow < 50 * MB
+    for runtime in ("onnxruntime", "ort-genai"):  # their fitted terms already hold their tokenizers
+        assert runtime_memory_bytes(runtime, size, large, 64, 64) - runtime_memory_bytes(runtime, size, small, 64, 64) \
+            == pytest.approx(RUNTIME_MEMORY[runtime]["logits_bytes"] * 64 * (262144 - 8407), abs=1)
+
+
+def test_gguf_vocabulary_from_the_token_list_when_no_vocab_size_key(tmp_path):
+    """llama.cpp's own converter writes no <arch>.vocab_size (the Gemma 3 file): the token list's length counts."""
+    import gguf
+
+    from edgedistill.artifacts import detect_artifact
+    from edgedistill.bench.memory import facts_from_artifact
+
+    path = tmp_path / "m.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_head_count(4)
+    w.add_token_list([f"t{i}" for i in range(300)])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    facts = facts_from_artifact(detect_artifact(path))
+    assert (facts.vocab, facts.heads) == (300, 4)

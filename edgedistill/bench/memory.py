@@ -9,10 +9,14 @@ peak resident memory = file + KV cache at the context + runtime memory, where ru
                                                 llama.cpp's attention scores (f32) of a prompt batch
   + rotary_copies x rotary tables               ONNX graphs compute RoPE cos/sin tables at load
                                                 ([max positions, head_dim / 2] float32, cos and sin, per base)
+  + vocab_bytes x vocabulary                    llama.cpp's tokenizer tables (token strings, scores, the
+                                                text-to-id map, the piece cache): 42 MiB for Gemma's 262k tokens
 
 ``fixed_mb`` (all three), ``logits_bytes`` (onnxruntime) and ``rotary_copies`` (the ONNX runtimes) are
 fitted by ``benchmarks/memory_predict_check.py report --fit`` on host-emulated runs; ``attention_bytes``
-is the f32 width and ``weight_copies`` onnxruntime's one prepacked copy, not fitted. The only fitted
+is the f32 width, ``weight_copies`` onnxruntime's one prepacked copy and ``vocab_bytes`` measured by
+``benchmarks/llama_vocab_memory.py`` (vocabulary-only loads of files of 8k and 262k tokens: 166 bytes a
+token) — not fitted. The only fitted
 runs with large RoPE tables are the quickstart student's ONNX runs (67 MB of tables), so
 ``rotary_copies`` is not independently checked yet: ``benchmarks/results/memory_predict_check.md``.
 """
@@ -28,9 +32,12 @@ LLAMA_CPP_UBATCH = 512  # llama.cpp's default n_ubatch: a prompt is processed at
 DEFAULT_PROMPT_LEN = 128  # plan's default prompt; export --target and bench's check size the prompt terms with it
 
 RUNTIME_MEMORY = {
-    "llama.cpp": {"fixed_mb": 60.9, "weight_copies": 0.0, "logits_bytes": 0.0, "attention_bytes": 4.0, "rotary_copies": 0.0},
-    "onnxruntime": {"fixed_mb": 339.94, "weight_copies": 1.0, "logits_bytes": 2.55, "attention_bytes": 0.0, "rotary_copies": 1.4},
-    "ort-genai": {"fixed_mb": 69.83, "weight_copies": 0.0, "logits_bytes": 0.0, "attention_bytes": 0.0, "rotary_copies": 2.18},
+    "llama.cpp": {"fixed_mb": 60.9, "weight_copies": 0.0, "logits_bytes": 0.0, "attention_bytes": 4.0, "rotary_copies": 0.0,
+                  "vocab_bytes": 166.0},
+    "onnxruntime": {"fixed_mb": 339.94, "weight_copies": 1.0, "logits_bytes": 2.55, "attention_bytes": 0.0, "rotary_copies": 1.4,
+                    "vocab_bytes": 0.0},
+    "ort-genai": {"fixed_mb": 69.83, "weight_copies": 0.0, "logits_bytes": 0.0, "attention_bytes": 0.0, "rotary_copies": 2.18,
+                  "vocab_bytes": 0.0},
 }
 RUNTIME_MEMORY_SOURCE = (
     "fitted on peak RSS of host-emulated bench runs of random-weight llama / gemma3 models and checked on the "
@@ -53,7 +60,8 @@ def runtime_memory_bytes(runtime: str, weight_bytes: int, facts: MemoryFacts, pr
     return int(c["fixed_mb"] * MB + c["weight_copies"] * weight_bytes
                + c["logits_bytes"] * prompt_len * facts.vocab
                + c["attention_bytes"] * min(prompt_len, LLAMA_CPP_UBATCH) * facts.heads * context
-               + c["rotary_copies"] * facts.rotary_bytes)
+               + c["rotary_copies"] * facts.rotary_bytes
+               + c["vocab_bytes"] * facts.vocab)
 
 
 def fit_check(target, file_bytes: int, kv_bytes: int, runtime: str | None = None, facts: MemoryFacts | None = None,
@@ -105,7 +113,9 @@ def facts_from_artifact(art) -> MemoryFacts:
 
         meta = read_gguf_header(art.main_file, with_tensors=False, max_array=0)
         arch = meta.get(Keys.General.ARCHITECTURE)
-        vocab = meta.get(Keys.LLM.VOCAB_SIZE.format(arch=arch)) or 0
+        # llama.cpp's own converter often writes no <arch>.vocab_size: the token list's length is the vocabulary
+        tokens = meta.get(Keys.Tokenizer.LIST)
+        vocab = meta.get(Keys.LLM.VOCAB_SIZE.format(arch=arch)) or getattr(tokens, "count", None) or len(tokens or ())
         return MemoryFacts(vocab=int(vocab), heads=int(meta.get(Keys.Attention.HEAD_COUNT.format(arch=arch)) or 0))
     folder = art.path if art.path.is_dir() else art.path.parent
     if (folder / "config.json").exists():
