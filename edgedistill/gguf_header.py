@@ -48,6 +48,9 @@ class SkippedArray:
     def __str__(self) -> str:
         return f"<array of {self.count}>"
 
+    def __len__(self) -> int:  # so len() reads a kept and a skipped array alike
+        return self.count
+
 
 @dataclass
 class TensorInfo:

@@ -114,8 +114,7 @@ def facts_from_artifact(art) -> MemoryFacts:
         meta = read_gguf_header(art.main_file, with_tensors=False, max_array=0)
         arch = meta.get(Keys.General.ARCHITECTURE)
         # llama.cpp's own converter often writes no <arch>.vocab_size: the token list's length is the vocabulary
-        tokens = meta.get(Keys.Tokenizer.LIST)
-        vocab = meta.get(Keys.LLM.VOCAB_SIZE.format(arch=arch)) or getattr(tokens, "count", None) or len(tokens or ())
+        vocab = meta.get(Keys.LLM.VOCAB_SIZE.format(arch=arch)) or len(meta.get(Keys.Tokenizer.LIST, ()))
         return MemoryFacts(vocab=int(vocab), heads=int(meta.get(Keys.Attention.HEAD_COUNT.format(arch=arch)) or 0))
     folder = art.path if art.path.is_dir() else art.path.parent
     if (folder / "config.json").exists():
