@@ -190,6 +190,7 @@ def bench(config: BenchConfig) -> BenchReport:
     artifacts, targets, shapes = _check_inputs(config)
     host, targets, host_target = _probe_host(config, targets)
     jobs = [(a, t, n) for a in artifacts for t in targets for n in config.prompt_lens]
+    facts = {a.path: _memory_facts(a) for a in artifacts}  # one header read per artifact, not per job
     rows: list[dict] = []
     samples: list[dict] = []
     bar = _progress(len(jobs), config.progress)
@@ -197,8 +198,9 @@ def bench(config: BenchConfig) -> BenchReport:
     for art, target, prompt_len in jobs:
         bar.set_description(f"{art.name} @ {target.name} p{prompt_len}")
         if prompt_len == config.prompt_lens[0]:  # projections do not depend on the prompt length
-            rows.extend(_projected_rows(config, art, target, shapes[art.path]))
-        row, result = _run_job(config, art, target, prompt_len, shapes[art.path], host_target, transports)
+            rows.extend(_projected_rows(config, art, target, shapes[art.path], facts[art.path]))
+        row, result = _run_job(config, art, target, prompt_len, shapes[art.path], facts[art.path], host_target,
+                               transports)
         rows.append(row)
         samples.extend({"artifact": art.name, "target": target.name, "prompt_len": prompt_len,
                         "label": row["label"], "rep": i, **s} for i, s in enumerate(result.get("samples") or []))
@@ -261,13 +263,13 @@ def _base_row(config: BenchConfig, art: Artifact, target: TargetProfile, prompt_
             "artifact_mb": art.size_bytes() / 2**20, "params": shape.params}
 
 
-def _projected_rows(config: BenchConfig, art: Artifact, target: TargetProfile, shape) -> list[dict]:
+def _projected_rows(config: BenchConfig, art: Artifact, target: TargetProfile, shape, facts) -> list[dict]:
     """The ``projected`` row (bandwidth/GFLOP/s ceilings + static fit) and the ``predicted`` rows."""
     from edgedistill.bench.projection import project, static_fit
 
     base = _base_row(config, art, target, config.prompt_lens[0], shape)
     proj = project(shape, target)
-    fit = static_fit(shape, target, art.size_bytes(), art.runtime, _memory_facts(art), config.prompt_lens[0])
+    fit = static_fit(shape, target, art.size_bytes(), art.runtime, facts, config.prompt_lens[0])
     projected = {**base, "prompt_len": None, "label": "projected", "status": "fits" if fit.fits else "does-not-fit",
                  "decode_tps": proj.decode_ceiling_tps, "prefill_tps": proj.prefill_ceiling_tps,
                  "context_length": proj.context_length, "kv_cache_mb": proj.kv_cache_mb,
@@ -282,14 +284,14 @@ def _memory_facts(art: Artifact):
     return facts_from_artifact(art) if art.runtime in RUNTIME_MEMORY else None
 
 
-def _run_job(config: BenchConfig, art: Artifact, target: TargetProfile, prompt_len: int, shape,
+def _run_job(config: BenchConfig, art: Artifact, target: TargetProfile, prompt_len: int, shape, facts,
              host_target: TargetProfile | None, transports: dict) -> tuple[dict, dict]:
     """Measure one (artifact, target, prompt length) in a runner subprocess: (its row, the runner's result)."""
     from edgedistill.bench.projection import static_fit
 
     label = "device" if config.mode == "device" else ("measured" if target.name == "host" else "host-emulated")
     row = {**_base_row(config, art, target, prompt_len, shape), "label": label}
-    fit = static_fit(shape, target, art.size_bytes(), art.runtime, _memory_facts(art), prompt_len)
+    fit = static_fit(shape, target, art.size_bytes(), art.runtime, facts, prompt_len)
     if config.static_check and not fit.fits:
         row.update(status="does-not-fit", reason="static", note=fit.explain())
         return row, {}
